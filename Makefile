@@ -1,0 +1,63 @@
+# Advances: `make run` for the embedded default, `make test` for the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+QUEUES ?= transactional,bulk
+CONCURRENCY ?= 2
+BIND ?= 0.0.0.0:8000
+WEB_WORKERS ?= 3
+
+# The embedded default runs with DEBUG on and no services; production sets DEBUG off.
+DEV_ENV := DEBUG=$${DEBUG:-1}
+
+.PHONY: install run migrate seed serve test lint format worker beat bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+migrate: install
+	$(DEV_ENV) $(BIN)/python manage.py migrate --noinput
+
+seed: migrate
+	$(DEV_ENV) $(BIN)/python manage.py seed_demo
+
+run: seed
+	@echo "Advances: http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/, emails: var/outbox/)"
+	$(DEV_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(DEV_ENV) $(BIN)/mypy .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Production web server (docker-compose runs this): migrate, then gunicorn.
+serve: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/gunicorn project.wsgi --bind $(BIND) --workers $(WEB_WORKERS) --access-logfile -
+
+# Both queues by default; in production run one worker per queue, e.g.
+# `make worker QUEUES=bulk CONCURRENCY=4` (see docker-compose.yml).
+worker: install
+	$(DEV_ENV) $(BIN)/celery -A project worker --queues $(QUEUES) --concurrency $(CONCURRENCY) --loglevel INFO
+
+beat: install
+	mkdir -p var
+	$(DEV_ENV) $(BIN)/celery -A project beat --loglevel INFO --schedule var/celerybeat-schedule
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

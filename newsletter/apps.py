@@ -1,0 +1,16 @@
+import logging
+
+from django.apps import AppConfig
+
+logger = logging.getLogger("newsletter")
+
+
+class NewsletterConfig(AppConfig):
+    name = "newsletter"
+    verbose_name = "Advances newsletter"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            logger.info("No REDIS_URL: Celery tasks run inline in this process.")

@@ -1,0 +1,95 @@
+"""Transactional emails (confirmation, welcome, already subscribed), from templates.
+
+Each carries an HTML and a plain-text part, the postal address, a visible
+unsubscribe link and one-click List-Unsubscribe headers (DESIGN.md rule 5).
+"""
+
+import css_inline
+from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from newsletter.models import Subscriber
+from newsletter.subscriptions import SubscriberEmail
+from newsletter.tokens import Purpose, make_token
+
+SUBJECTS = {
+    SubscriberEmail.CONFIRM: "Please confirm your Advances subscription",
+    SubscriberEmail.WELCOME: "Welcome to Advances",
+    SubscriberEmail.ALREADY_SUBSCRIBED: "You are already subscribed to Advances",
+}
+# Who may still get each email: a confirmation for a subscriber who meanwhile
+# confirmed or left would be noise.
+STILL_WANTED = {
+    SubscriberEmail.CONFIRM: {Subscriber.Status.PENDING},
+    SubscriberEmail.WELCOME: {Subscriber.Status.ACTIVE},
+    SubscriberEmail.ALREADY_SUBSCRIBED: {Subscriber.Status.ACTIVE},
+}
+
+
+def absolute_url(path: str) -> str:
+    return settings.SITE_URL + path
+
+
+def subscriber_links(subscriber: Subscriber) -> dict[str, str]:
+    return {
+        name: absolute_url(reverse(f"newsletter:{name}", args=[make_token(subscriber, purpose)]))
+        for name, purpose in (
+            ("confirm", Purpose.CONFIRM),
+            ("unsubscribe", Purpose.UNSUBSCRIBE),
+            ("preferences", Purpose.PREFERENCES),
+        )
+    }
+
+
+def list_headers(unsubscribe_url: str) -> dict[str, str]:
+    """RFC 2369 / RFC 8058 headers that let a mail client unsubscribe in one click."""
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": settings.NEWSLETTER_LIST_ID,
+    }
+
+
+def send_subscriber_email(*, subscriber_id: int, kind: str) -> bool:
+    """Send one transactional email about a subscription, if it is still wanted.
+
+    Returns False (and sends nothing) when the subscriber is gone or its state has
+    moved on. Network and ESP errors propagate for the task to judge.
+    """
+    email = SubscriberEmail(kind)
+    subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
+    if subscriber is None or subscriber.status not in STILL_WANTED[email]:
+        return False
+    links = subscriber_links(subscriber)
+    context = {
+        "subscriber": subscriber,
+        "links": links,
+        "confirm_days": settings.NEWSLETTER_CONFIRM_DAYS,
+        "postal_address": settings.NEWSLETTER_POSTAL_ADDRESS,
+        "site_url": settings.SITE_URL,
+        "subject": SUBJECTS[email],
+    }
+    message = EmailMultiAlternatives(
+        subject=SUBJECTS[email],
+        body=render_to_string(f"newsletter/emails/{email}.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[subscriber.email],
+        headers=list_headers(links["unsubscribe"]),
+    )
+    html = render_to_string(f"newsletter/emails/{email}.html", context)
+    message.attach_alternative(css_inline.inline(html), "text/html")
+    message.send()
+    return True
+
+
+def is_retryable(error: Exception) -> bool:
+    """Whether sending again later can succeed: network errors, 429 and 5xx only."""
+    if isinstance(error, AnymailRequestsAPIError):
+        status = error.status_code
+        return status is None or status == 429 or status >= 500
+    if isinstance(error, AnymailAPIError):
+        return False
+    return isinstance(error, OSError)

@@ -1,0 +1,198 @@
+"""The reader's side: subscribe, confirm, unsubscribe, preferences.
+
+Every change of a subscriber's consent writes a ConsentEvent, and every email is
+queued to the transactional queue only after the change has committed.
+"""
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from newsletter.errors import NewsletterError
+from newsletter.models import ConsentEvent, Subscriber, Topic
+
+# Shown beside the signup button and stored, word for word, with every signup.
+CONSENT_WORDING = (
+    "Yes, email me Advances, the cancer center's free patient-education newsletter, "
+    "about the topics I ticked. I can unsubscribe at any time with the link in every email."
+)
+# Shown on the confirmation page beside its button, and stored with the confirmation.
+CONFIRM_WORDING = "Confirm that you want to receive Advances at this address."
+
+Status = Subscriber.Status
+
+
+class SubscriberEmail(enum.StrEnum):
+    """The transactional emails a subscriber can get about their subscription."""
+
+    CONFIRM = "confirm"
+    WELCOME = "welcome"
+    ALREADY_SUBSCRIBED = "already_subscribed"
+
+
+class NotPending(NewsletterError):
+    """Only a pending subscription can be confirmed."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a consent decision came from, kept in the consent log."""
+
+    ip_address: str | None = None
+    user_agent: str = ""
+    source: str = ""
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def default_topics() -> list[Topic]:
+    return list(Topic.objects.filter(is_default=True))
+
+
+def subscribe(
+    *, email: str, first_name: str = "", topics: Iterable[Topic] = (), origin: Origin
+) -> None:
+    """Start double opt-in for an address, whatever state it is in.
+
+    New, unsubscribed, bounced or complained addresses become pending and get a
+    confirmation email; a pending one gets it again; an active one gets a note that it
+    is already subscribed, with its preferences link. Repeats are throttled to one
+    email per NEWSLETTER_RESEND_MINUTES. The caller learns nothing of which case it
+    was, so nothing public can reveal whether an address is on the list.
+    """
+    chosen = list(topics) or default_topics()
+    with transaction.atomic():
+        subscriber, created = Subscriber.objects.select_for_update().get_or_create(
+            email=normalize_email(email), defaults={"first_name": first_name.strip()}
+        )
+        if subscriber.status == Status.ACTIVE:
+            if _may_notify_again(subscriber):
+                _notify(subscriber, SubscriberEmail.ALREADY_SUBSCRIBED)
+                subscriber.save(update_fields=["last_notified_at", "updated_at"])
+            return
+        was_pending = subscriber.status == Status.PENDING and not created
+        subscriber.status = Status.PENDING
+        if first_name.strip():
+            subscriber.first_name = first_name.strip()
+        subscriber.topics.set(chosen)
+        _log(
+            subscriber,
+            ConsentEvent.Kind.SIGNUP,
+            origin,
+            wording=CONSENT_WORDING,
+            detail={"topics": [topic.slug for topic in chosen]},
+        )
+        if not was_pending or _may_notify_again(subscriber):
+            _notify(subscriber, SubscriberEmail.CONFIRM)
+        subscriber.save()
+
+
+def confirm_subscription(*, subscriber: Subscriber, origin: Origin) -> bool:
+    """Make a pending subscription active and welcome the reader.
+
+    Idempotent: confirming an active subscription changes nothing and returns False.
+    Raises NotPending for an unsubscribed or suppressed address, which must sign up
+    again.
+    """
+    with transaction.atomic():
+        subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+        if subscriber.status == Status.ACTIVE:
+            return False
+        if subscriber.status != Status.PENDING:
+            raise NotPending(subscriber.status)
+        subscriber.status = Status.ACTIVE
+        subscriber.confirmed_at = timezone.now()
+        _log(subscriber, ConsentEvent.Kind.CONFIRM, origin, wording=CONFIRM_WORDING)
+        _notify(subscriber, SubscriberEmail.WELCOME)
+        subscriber.save()
+    return True
+
+
+def resend_confirmation(*, subscriber: Subscriber) -> None:
+    """Send a pending subscriber a fresh confirmation link (throttled); anyone else
+    nothing."""
+    with transaction.atomic():
+        subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+        if subscriber.status == Status.PENDING and _may_notify_again(subscriber):
+            _notify(subscriber, SubscriberEmail.CONFIRM)
+            subscriber.save(update_fields=["last_notified_at", "updated_at"])
+
+
+def unsubscribe(*, subscriber: Subscriber, origin: Origin) -> bool:
+    """Stop all email to this subscriber at once, including any issue being sent now.
+
+    Idempotent: returns False when there was nothing to stop. A bounced or complained
+    address stays suppressed (a stronger state than unsubscribed).
+    """
+    with transaction.atomic():
+        subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+        if subscriber.status not in (Status.PENDING, Status.ACTIVE):
+            return False
+        subscriber.status = Status.UNSUBSCRIBED
+        subscriber.unsubscribed_at = timezone.now()
+        _log(subscriber, ConsentEvent.Kind.UNSUBSCRIBE, origin)
+        subscriber.save()
+    return True
+
+
+def update_preferences(
+    *, subscriber: Subscriber, first_name: str, topics: Iterable[Topic], origin: Origin
+) -> None:
+    """Change the name and topics of a pending or active subscriber and log it."""
+    chosen = list(topics)
+    with transaction.atomic():
+        subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+        if subscriber.status not in (Status.PENDING, Status.ACTIVE):
+            raise NotPending(subscriber.status)
+        subscriber.first_name = first_name.strip()
+        subscriber.topics.set(chosen)
+        _log(
+            subscriber,
+            ConsentEvent.Kind.PREFERENCES,
+            origin,
+            detail={"topics": [topic.slug for topic in chosen]},
+        )
+        subscriber.save()
+
+
+def _may_notify_again(subscriber: Subscriber) -> bool:
+    if subscriber.last_notified_at is None:
+        return True
+    wait = timedelta(minutes=settings.NEWSLETTER_RESEND_MINUTES)
+    return timezone.now() - subscriber.last_notified_at >= wait
+
+
+def _notify(subscriber: Subscriber, email: SubscriberEmail) -> None:
+    # Tasks call services and services queue tasks; importing here keeps the module
+    # graph one-way at import time.
+    from newsletter import tasks
+
+    subscriber.last_notified_at = timezone.now()
+    transaction.on_commit(partial(tasks.send_subscriber_email.delay, subscriber.pk, email.value))
+
+
+def _log(
+    subscriber: Subscriber,
+    kind: str,
+    origin: Origin,
+    *,
+    wording: str = "",
+    detail: dict | None = None,
+) -> None:
+    ConsentEvent.objects.create(
+        subscriber=subscriber,
+        kind=kind,
+        ip_address=origin.ip_address,
+        user_agent=origin.user_agent[:500],
+        source=origin.source[:200],
+        wording=wording,
+        detail=detail or {},
+    )

@@ -1,0 +1,209 @@
+"""Thin views over the subscription services. Every failure a browser, a mail client
+or an attacker can cause gets a page with a 4xx status, never a 500."""
+
+import ipaddress
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+from django_ratelimit.decorators import ratelimit
+
+from newsletter import subscriptions
+from newsletter.forms import PreferencesForm, SubscribeForm
+from newsletter.models import Subscriber
+from newsletter.tokens import ExpiredToken, InvalidToken, Purpose, make_token, read_token
+
+
+def origin_of(request: HttpRequest) -> subscriptions.Origin:
+    try:
+        ip_address = str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
+    except ValueError:
+        ip_address = None
+    referer_path = urlsplit(request.META.get("HTTP_REFERER", "")).path
+    return subscriptions.Origin(
+        ip_address=ip_address,
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        source=referer_path or request.path,
+    )
+
+
+def signup_rate_per_ip(group: str, request: HttpRequest) -> str:
+    return settings.NEWSLETTER_SIGNUP_RATE_IP
+
+
+def signup_rate_per_address(group: str, request: HttpRequest) -> str:
+    return settings.NEWSLETTER_SIGNUP_RATE_EMAIL
+
+
+def submitted_address(group: str, request: HttpRequest) -> str:
+    return subscriptions.normalize_email(request.POST.get("email", ""))
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "newsletter/home.html", {"form": SubscribeForm()})
+
+
+@require_http_methods(["GET", "POST"])
+@ratelimit(key="ip", rate=signup_rate_per_ip, method="POST")
+@ratelimit(key=submitted_address, rate=signup_rate_per_address, method="POST")
+def subscribe(request: HttpRequest) -> HttpResponse:
+    form = SubscribeForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST":
+        if form.is_valid():
+            if not form.cleaned_data["website"]:
+                subscriptions.subscribe(
+                    email=form.cleaned_data["email"],
+                    first_name=form.cleaned_data["first_name"],
+                    topics=form.cleaned_data["topics"],
+                    origin=origin_of(request),
+                )
+            # Rule 4: new, pending, active, unsubscribed, or a bot: the same answer.
+            return redirect("newsletter:check_inbox")
+        return render(request, "newsletter/subscribe.html", {"form": form}, status=400)
+    return render(request, "newsletter/subscribe.html", {"form": form})
+
+
+@require_GET
+def check_inbox(request: HttpRequest) -> HttpResponse:
+    return render(request, "newsletter/check_inbox.html")
+
+
+def invalid_link(request: HttpRequest) -> HttpResponse:
+    return render(request, "newsletter/invalid_link.html", status=400)
+
+
+@require_http_methods(["GET", "POST"])
+def confirm(request: HttpRequest, token: str) -> HttpResponse:
+    # GET only shows a button: mail security scanners fetch every link in a message,
+    # and a fetch must not subscribe anyone.
+    try:
+        subscriber = read_token(
+            token, Purpose.CONFIRM, max_age=timedelta(days=settings.NEWSLETTER_CONFIRM_DAYS)
+        )
+    except ExpiredToken as expired:
+        if request.method == "POST" and request.POST.get("action") == "resend":
+            subscriptions.resend_confirmation(subscriber=expired.subscriber)
+            return redirect("newsletter:check_inbox")
+        return render(
+            request,
+            "newsletter/confirm_expired.html",
+            {"confirm_days": settings.NEWSLETTER_CONFIRM_DAYS},
+            status=410,
+        )
+    except InvalidToken:
+        return invalid_link(request)
+    if request.method == "GET":
+        return render(
+            request,
+            "newsletter/confirm.html",
+            {"wording": subscriptions.CONFIRM_WORDING, "subscriber": subscriber},
+        )
+    try:
+        subscriptions.confirm_subscription(subscriber=subscriber, origin=origin_of(request))
+    except subscriptions.NotPending:
+        return render(request, "newsletter/confirm_not_pending.html", status=409)
+    return render(
+        request,
+        "newsletter/confirmed.html",
+        {
+            "preferences_url": reverse(
+                "newsletter:preferences", args=[make_token(subscriber, Purpose.PREFERENCES)]
+            )
+        },
+    )
+
+
+# RFC 8058 one-click unsubscribe: mail providers POST `List-Unsubscribe=One-Click`
+# with no cookie and no CSRF token, so this view is exempt from CSRF. That is safe
+# because the signed, subscriber-specific token in the URL is the authorisation, and
+# the only thing a forged request could do is what the token's owner asked for.
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber = read_token(token, Purpose.UNSUBSCRIBE)
+    except (InvalidToken, ExpiredToken):
+        return invalid_link(request)
+    if request.method == "GET":
+        return render(request, "newsletter/unsubscribe.html", {"subscriber": subscriber})
+    subscriptions.unsubscribe(subscriber=subscriber, origin=origin_of(request))
+    # 200 with a page, not a redirect: one-click clients expect a plain answer.
+    return render(
+        request,
+        "newsletter/unsubscribed.html",
+        {"subscriber": subscriber, "form": SubscribeForm()},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def preferences(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber = read_token(token, Purpose.PREFERENCES)
+    except (InvalidToken, ExpiredToken):
+        return invalid_link(request)
+    context: dict[str, object] = {
+        "subscriber": subscriber,
+        "unsubscribe_url": reverse(
+            "newsletter:unsubscribe", args=[make_token(subscriber, Purpose.UNSUBSCRIBE)]
+        ),
+    }
+    if subscriber.status not in (Subscriber.Status.PENDING, Subscriber.Status.ACTIVE):
+        return render(request, "newsletter/preferences_inactive.html", context)
+    if request.method == "POST":
+        form = PreferencesForm(request.POST)
+        if form.is_valid():
+            subscriptions.update_preferences(
+                subscriber=subscriber,
+                first_name=form.cleaned_data["first_name"],
+                topics=form.cleaned_data["topics"],
+                origin=origin_of(request),
+            )
+            return render(
+                request, "newsletter/preferences.html", {**context, "form": form, "saved": True}
+            )
+        return render(request, "newsletter/preferences.html", {**context, "form": form}, status=400)
+    form = PreferencesForm(
+        initial={"first_name": subscriber.first_name, "topics": list(subscriber.topics.all())}
+    )
+    return render(request, "newsletter/preferences.html", {**context, "form": form})
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        return HttpResponse("database unavailable\n", status=503, content_type="text/plain")
+    return HttpResponse("ok\n", content_type="text/plain")
+
+
+def rate_limited(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return render(request, "newsletter/error.html", {"error": "rate_limited"}, status=429)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return render(request, "newsletter/error.html", {"error": "csrf"}, status=403)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return render(request, "newsletter/error.html", {"error": "bad_request"}, status=400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return render(request, "newsletter/error.html", {"error": "forbidden"}, status=403)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return render(request, "newsletter/error.html", {"error": "not_found"}, status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return render(request, "newsletter/error.html", {"error": "server_error"}, status=500)

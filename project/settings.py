@@ -1,0 +1,245 @@
+"""Settings for Advances, read entirely from the environment.
+
+Every variable is optional; without any, Advances runs as the embedded default:
+SQLite in var/, tasks inline, email written to var/outbox/. See README.md for the
+full table. With DEBUG off, SECRET_KEY is required and cookies and HSTS are strict.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG")
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off (use `make run` for the embedded default)."
+        )
+    SECRET_KEY = "insecure-dev-key-only-for-debug-mode"  # noqa: S105 (DEBUG only)
+
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "anymail",
+    "django_ratelimit",
+    "newsletter",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_ratelimit.middleware.RatelimitMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "newsletter.context_processors.newsletter",
+            ],
+        },
+    },
+]
+
+# --- Database: SQLite in var/ unless DATABASE_URL names another (PostgreSQL in production).
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{VAR_DIR / 'advances.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets the web process read while a worker writes; IMMEDIATE takes the
+        # write lock at BEGIN so two writers queue instead of failing mid-transaction.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    # A file, not memory, so a Celery worker started by the tests sees the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache: shared through Redis when there is one (rate limits must count across
+# processes); the embedded default runs one process, so local memory is enough there.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "advances",
+        }
+    }
+    # Django's own Redis cache increments atomically; django-ratelimit just does not
+    # list it among the backends it names.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # django-ratelimit warns that local memory is not shared between processes; the
+    # embedded default is one process.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+RATELIMIT_VIEW = "newsletter.views.rate_limited"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "America/Chicago")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+# WhiteNoise serves static files straight from the apps (no collectstatic step);
+# set STATIC_ROOT only if you collect them for a CDN or another server.
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
+WHITENOISE_USE_FINDERS = True
+
+# --- Security. With DEBUG off: secure cookies, HSTS, HTTPS redirect (a proxy in front
+# sets X-Forwarded-Proto; set SECURE_SSL_REDIRECT=false if it redirects itself).
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Health checks come over plain HTTP from inside the deployment.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = 0 if DEBUG else env_int("SECURE_HSTS_SECONDS", 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CSRF_FAILURE_VIEW = "newsletter.views.csrf_failure"
+
+# --- Email. Without ESP, each message becomes one .eml file in var/outbox/.
+# With ESP=mailgun (postmark, amazon_ses, ...), Anymail's backend for it, configured
+# from environment variables under Anymail's own names (MAILGUN_API_KEY, ...).
+ESP = os.environ.get("ESP", "").strip().lower()
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Advances <advances@example.org>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "outbox"))
+NEWSLETTER_TRACKING = env_bool("NEWSLETTER_TRACKING")
+ANYMAIL: dict[str, object] = {
+    # Rule 6: a cancer center's reading list is sensitive, so no open or click
+    # tracking unless an operator turns it on.
+    "SEND_DEFAULTS": {
+        "track_opens": NEWSLETTER_TRACKING,
+        "track_clicks": NEWSLETTER_TRACKING,
+    },
+}
+if os.environ.get("ANYMAIL_WEBHOOK_SECRET"):
+    ANYMAIL["WEBHOOK_SECRET"] = os.environ["ANYMAIL_WEBHOOK_SECRET"]
+if ESP:
+    EMAIL_BACKEND = f"anymail.backends.{ESP}.EmailBackend"
+    _esp_prefix = ESP.upper() + "_"
+    ANYMAIL.update(
+        {name: value for name, value in os.environ.items() if name.startswith(_esp_prefix)}
+    )
+else:
+    EMAIL_BACKEND = "newsletter.outbox.OutboxEmailBackend"
+
+# --- Newsletter.
+NEWSLETTER_POSTAL_ADDRESS = os.environ.get(
+    "NEWSLETTER_POSTAL_ADDRESS",
+    "UW Carbone Cancer Center, 600 Highland Avenue, Madison, WI 53792",
+)
+NEWSLETTER_LIST_ID = os.environ.get("NEWSLETTER_LIST_ID", "Advances <advances.example.org>")
+NEWSLETTER_CONFIRM_DAYS = env_int("NEWSLETTER_CONFIRM_DAYS", 7)
+# A repeated signup re-sends an email at most this often per address.
+NEWSLETTER_RESEND_MINUTES = env_int("NEWSLETTER_RESEND_MINUTES", 10)
+NEWSLETTER_SIGNUP_RATE_IP = os.environ.get("NEWSLETTER_SIGNUP_RATE_IP", "20/h")
+NEWSLETTER_SIGNUP_RATE_EMAIL = os.environ.get("NEWSLETTER_SIGNUP_RATE_EMAIL", "5/h")
+
+# --- Celery. With REDIS_URL, tasks go to workers over Redis; without it they run
+# inline in the web process, errors propagating, so the embedded default needs no broker.
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+# JSON only: a task message is data (ids), never code to unpickle.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+# No result backend: the database (the Delivery ledger) records what happened.
+CELERY_TASK_IGNORE_RESULT = True
+# Acknowledge after the task ran, and re-queue it if the worker process dies, so a
+# crash never loses a message. Tasks are idempotent, so a redelivery is harmless.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message at a time per process: a bulk batch is long, and prefetching would park
+# work behind it while other workers sit idle.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# No task runs longer than this; a stuck ESP call is cut off and retried.
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_TASK_TIME_LIMIT = 300
+# Redis re-delivers an unacknowledged message after this long; it must exceed the
+# longest task, or a running task would be handed to a second worker.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "newsletter": {"level": os.environ.get("LOG_LEVEL", "INFO")},
+        "project": {"level": os.environ.get("LOG_LEVEL", "INFO")},
+    },
+}

@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from newsletter import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("newsletter/", include("newsletter.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "newsletter.views.bad_request"
+handler403 = "newsletter.views.permission_denied"
+handler404 = "newsletter.views.page_not_found"
+handler500 = "newsletter.views.server_error"

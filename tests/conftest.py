@@ -1,0 +1,170 @@
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.core import mail
+from django.core.cache import cache
+from django.db import connection
+
+from newsletter.models import Topic
+from project.celery import app as celery_app
+from tests.factories import SubscriberFactory
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Rate-limit counters start at zero, and tasks run inline unless a test asks
+    for a real worker."""
+    cache.clear()
+    eager = celery_app.conf.task_always_eager
+    if not request.node.get_closest_marker("worker"):
+        celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = eager
+
+
+@pytest.fixture
+def main_topic(db: None) -> Topic:
+    return Topic.objects.get(slug="advances")
+
+
+@pytest.fixture
+def topic(db: None) -> Topic:
+    return Topic.objects.create(name="Breast cancer", slug="breast-cancer")
+
+
+@pytest.fixture
+def subscriber_factory(db: None) -> type[SubscriberFactory]:
+    return SubscriberFactory
+
+
+URL_RE = re.compile(r"https?://[^\s<>\"]+")
+
+
+def links_in(message: mail.EmailMessage, fragment: str) -> list[str]:
+    """The URLs in a message's text part that contain `fragment`."""
+    return [url for url in URL_RE.findall(str(message.body)) if fragment in url]
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("/", 3)[3]
+
+
+# --- A real Celery worker on a real Redis broker -------------------------------------
+
+
+TEST_BROKER_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Point the app at the test broker before anything creates its connection pool
+    # (even an inline task does); tasks still run inline until a test asks for a worker.
+    celery_app.conf.update(broker_url=TEST_BROKER_URL)
+
+
+def redis_url_for_tests() -> str:
+    try:
+        redis.Redis.from_url(TEST_BROKER_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        if os.environ.get("CI"):
+            pytest.fail(
+                f"Redis at {TEST_BROKER_URL} is not answering ({error}); CI must run worker tests"
+            )
+        pytest.skip(f"Redis at {TEST_BROKER_URL} is not answering; CI runs these tests")
+    return TEST_BROKER_URL
+
+
+def database_url_of_test_database() -> str:
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    user = settings.get("USER") or ""
+    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{settings['HOST']}:{settings['PORT'] or 5432}/{settings['NAME']}"
+
+
+class WorkerProcess:
+    def __init__(self, queues: str, env: dict[str, str], log_path: Path) -> None:
+        self.queues = queues
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "project",
+                "worker",
+                "--queues",
+                self.queues,
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"test-{uuid.uuid4().hex[:8]}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=BASE_DIR,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log_path.read_text(errors="replace"):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"Celery worker did not start:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def celery_worker_on_redis(transactional_db: None, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A real worker process on the real Redis broker, consuming only the transactional
+    queue, with its outbox in tmp_path/outbox. Use with @pytest.mark.worker."""
+    broker = redis_url_for_tests()
+    client = redis.Redis.from_url(broker)
+    client.delete("transactional", "bulk", "unacked", "unacked_index")
+    celery_app.conf.task_always_eager = False
+    env = {
+        **os.environ,
+        "REDIS_URL": broker,
+        "DATABASE_URL": database_url_of_test_database(),
+        "EMAIL_FILE_PATH": str(tmp_path / "outbox"),
+        "ESP": "",
+    }
+    worker = WorkerProcess("transactional", env, tmp_path / "worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
