@@ -1,6 +1,18 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 
-from newsletter.models import ConsentEvent, Subscriber, Topic
+from newsletter import composing, tasks
+from newsletter.forms import EducationPieceAdminForm, IssueAdminForm, TestSendForm
+from newsletter.models import ConsentEvent, EducationPiece, Issue, IssuePiece, Subscriber, Topic
+
+
+def staff_first_name(request: HttpRequest) -> str:
+    return getattr(request.user, "first_name", "")
 
 
 @admin.register(Topic)
@@ -35,3 +47,115 @@ class SubscriberAdmin(admin.ModelAdmin):
     filter_horizontal = ["topics"]
     date_hierarchy = "created_at"
     inlines = [ConsentEventInline]
+
+
+@admin.register(EducationPiece)
+class EducationPieceAdmin(admin.ModelAdmin):
+    form = EducationPieceAdminForm
+    list_display = ["title", "topic", "review_status", "reading_level", "home_position"]
+    list_filter = ["topic"]
+    search_fields = ["title", "summary", "body"]
+    prepopulated_fields = {"slug": ["title"]}
+    readonly_fields = ["reading_level", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["title", "slug", "summary", "body", "topic", "home_position"]}),
+        ("Call to action", {"fields": ["cta_label", "cta_url"]}),
+        ("Clinical review", {"fields": ["reviewed_by", "reviewed_on", "review_due"]}),
+        ("Readability", {"fields": ["reading_level", "created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="clinical review")
+    def review_status(self, piece: EducationPiece) -> str:
+        if not piece.reviewed_by or not piece.reviewed_on:
+            return "⚠ Not reviewed"
+        if piece.review_due and piece.review_due < timezone.localdate():
+            return f"⚠ Review overdue since {piece.review_due:%Y-%m-%d}"
+        return f"Reviewed {piece.reviewed_on:%Y-%m-%d} by {piece.reviewed_by}"
+
+    @admin.display(description="reading level")
+    def reading_level(self, piece: EducationPiece) -> str:
+        grade = composing.reading_grade(piece.body)
+        if grade > composing.READING_GRADE_TARGET:
+            return f"⚠ Grade {grade} (aim for {composing.READING_GRADE_TARGET} or below)"
+        return f"Grade {grade}"
+
+
+class IssuePieceInline(admin.TabularInline):
+    model = IssuePiece
+    extra = 1
+    fields = ["position", "piece"]
+    autocomplete_fields = ["piece"]
+
+
+@admin.register(Issue)
+class IssueAdmin(admin.ModelAdmin):
+    form = IssueAdminForm
+    change_form_template = "admin/newsletter/issue/change_form.html"
+    list_display = ["subject", "status", "scheduled_at", "sent_at", "author"]
+    list_filter = ["status", "topics"]
+    search_fields = ["subject", "slug"]
+    prepopulated_fields = {"slug": ["subject"]}
+    filter_horizontal = ["topics"]
+    readonly_fields = ["status", "scheduled_at", "sent_at", "author", "created_at", "updated_at"]
+    inlines = [IssuePieceInline]
+
+    def save_model(self, request, obj, form, change):
+        if obj.author_id is None:
+            obj.author = request.user
+        super().save_model(request, obj, form, change)
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:issue_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="newsletter_issue_preview",
+            ),
+            path(
+                "<int:issue_id>/test-send/",
+                self.admin_site.admin_view(self.test_send_view),
+                name="newsletter_issue_test_send",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def _issue_for(self, request: HttpRequest, issue_id: int) -> Issue:
+        issue = get_object_or_404(Issue, pk=issue_id)
+        if not self.has_change_permission(request, issue):
+            raise PermissionDenied
+        return issue
+
+    def preview_view(self, request: HttpRequest, issue_id: int) -> HttpResponse:
+        issue = self._issue_for(request, issue_id)
+        rendered = composing.render_issue(issue)
+        example = rendered.personalise(
+            composing.preview_values(first_name=staff_first_name(request))
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": issue,
+            "title": f"Preview: {issue.subject}",
+            "issue": issue,
+            "rendered": example,
+            "word_count": composing.word_count(example),
+            "reading_grade": composing.reading_grade_of_text(example.text),
+            "grade_target": composing.READING_GRADE_TARGET,
+            "test_form": TestSendForm(initial={"addresses": getattr(request.user, "email", "")}),
+        }
+        return TemplateResponse(request, "admin/newsletter/issue/preview.html", context)
+
+    def test_send_view(self, request: HttpRequest, issue_id: int) -> HttpResponse:
+        issue = self._issue_for(request, issue_id)
+        preview_url = reverse("admin:newsletter_issue_preview", args=[issue.pk])
+        if request.method != "POST":
+            return redirect(preview_url)
+        form = TestSendForm(request.POST)
+        if not form.is_valid():
+            for error in form.errors.get("addresses", []):
+                messages.error(request, str(error))
+            return redirect(preview_url)
+        addresses = form.cleaned_data["addresses"]
+        tasks.send_issue_test.delay(issue.pk, addresses, staff_first_name(request))
+        messages.success(request, f"Test sent to {', '.join(addresses)}.")
+        return redirect(preview_url)

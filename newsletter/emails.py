@@ -4,14 +4,18 @@ Each carries an HTML and a plain-text part, the postal address, a visible
 unsubscribe link and one-click List-Unsubscribe headers (DESIGN.md rule 5).
 """
 
+from dataclasses import replace
+
 import css_inline
 from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from newsletter.models import Subscriber
+from newsletter import composing
+from newsletter.composing import RenderedIssue
+from newsletter.models import Issue, Subscriber
 from newsletter.subscriptions import SubscriberEmail
 from newsletter.tokens import Purpose, make_token
 
@@ -93,3 +97,54 @@ def is_retryable(error: Exception) -> bool:
     if isinstance(error, AnymailAPIError):
         return False
     return isinstance(error, OSError)
+
+
+def issue_message(
+    *,
+    rendered: RenderedIssue,
+    to: str,
+    unsubscribe_url: str,
+    headers: dict[str, str] | None = None,
+) -> EmailMultiAlternatives:
+    """One reader's copy of an issue (already personalised), with list headers."""
+    message = EmailMultiAlternatives(
+        subject=rendered.subject,
+        body=rendered.text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[to],
+        headers={**list_headers(unsubscribe_url), **(headers or {})},
+    )
+    message.attach_alternative(rendered.html, "text/html")
+    return message
+
+
+def send_issue_test(*, issue_id: int, addresses: list[str], first_name: str = "") -> int:
+    """Send a test copy of an issue, marked as a test in its subject, exactly as a
+    reader gets it. An address that belongs to a subscriber gets that subscriber's own
+    links; any other gets links to the signup page. Returns how many were sent."""
+    issue = Issue.objects.filter(pk=issue_id).first()
+    if issue is None:
+        return 0
+    rendered = composing.render_issue(issue)
+    subscribers = {s.email: s for s in Subscriber.objects.filter(email__in=addresses)}
+    messages = []
+    for address in addresses:
+        subscriber = subscribers.get(address)
+        if subscriber is None:
+            values = composing.preview_values(first_name=first_name)
+        else:
+            links = subscriber_links(subscriber)
+            values = composing.recipient_values(
+                first_name=subscriber.first_name,
+                unsubscribe_url=links["unsubscribe"],
+                preferences_url=links["preferences"],
+            )
+        personal = rendered.personalise(values)
+        messages.append(
+            issue_message(
+                rendered=replace(personal, subject=f"[TEST] {personal.subject}"),
+                to=address,
+                unsubscribe_url=values["unsubscribe_url"],
+            )
+        )
+    return get_connection().send_messages(messages) or 0

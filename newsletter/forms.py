@@ -1,7 +1,8 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from newsletter.models import Topic
+from newsletter import composing
+from newsletter.models import EducationPiece, Issue, Topic
 
 
 def refuse_control_characters(value: str) -> None:
@@ -59,3 +60,65 @@ class PreferencesForm(forms.Form):
         label="Topics",
         error_messages={"required": "Choose at least one topic, or unsubscribe from all below."},
     )
+
+
+class MarkdownWithAltTextField(forms.CharField):
+    """Markdown whose every image has alt text: screen readers read it aloud."""
+
+    widget = forms.Textarea
+
+    def validate(self, value: str) -> None:
+        super().validate(value)
+        missing = composing.images_without_alt(value or "")
+        if missing:
+            raise ValidationError(
+                "Every image needs alt text, e.g. ![A nurse talking with a patient](URL). "
+                "%(count)d image(s) have none.",
+                code="image_without_alt",
+                params={"count": missing},
+            )
+
+
+class EducationPieceAdminForm(forms.ModelForm):
+    body = MarkdownWithAltTextField(help_text="Markdown. Every image needs alt text.")
+    cta_url = forms.URLField(
+        label="Call-to-action URL",
+        required=False,
+        assume_scheme="https",
+        help_text="A web address, or tel:+16082666400 for a phone number.",
+    )
+
+    class Meta:
+        model = EducationPiece
+        fields = [
+            "title", "slug", "summary", "body", "topic", "home_position", "cta_label",
+            "cta_url", "reviewed_by", "reviewed_on", "review_due",
+        ]  # fmt: skip
+
+
+class IssueAdminForm(forms.ModelForm):
+    intro = MarkdownWithAltTextField(required=False, help_text="Markdown, shown before the pieces.")
+
+    class Meta:
+        model = Issue
+        fields = ["subject", "slug", "preheader", "intro", "topics"]
+
+
+class TestSendForm(forms.Form):
+    MAX_ADDRESSES = 5
+    addresses = forms.CharField(
+        label="Send a test to",
+        help_text=f"Your own address, or up to {MAX_ADDRESSES} addresses separated by commas.",
+        max_length=1000,
+    )
+
+    def clean_addresses(self) -> list[str]:
+        field = SafeEmailField(max_length=254)
+        raw = [item for item in self.cleaned_data["addresses"].split(",") if item.strip()]
+        if not raw:
+            raise ValidationError("Enter at least one address.", code="required")
+        if len(raw) > self.MAX_ADDRESSES:
+            raise ValidationError(
+                "At most %(max)d addresses.", code="too_many", params={"max": self.MAX_ADDRESSES}
+            )
+        return list(dict.fromkeys(field.clean(item) for item in raw))

@@ -2,6 +2,7 @@
 
 import secrets
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -99,3 +100,99 @@ class ConsentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class EducationPiece(models.Model):
+    """A short, clinically reviewed patient-education text that issues and the home
+    page reuse."""
+
+    title = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=200, unique=True)
+    summary = models.CharField(max_length=500, help_text="One or two plain sentences.")
+    body = models.TextField(help_text="Markdown. Every image needs alt text.")
+    cta_label = models.CharField("call-to-action label", max_length=100, blank=True)
+    cta_url = models.URLField("call-to-action URL", blank=True)
+    topic = models.ForeignKey(
+        Topic, null=True, blank=True, on_delete=models.SET_NULL, related_name="pieces"
+    )
+    reviewed_by = models.CharField(
+        max_length=200, blank=True, help_text="Name and credentials of the clinical reviewer."
+    )
+    reviewed_on = models.DateField(null=True, blank=True)
+    review_due = models.DateField(
+        null=True, blank=True, help_text="When the clinical review must be renewed."
+    )
+    home_position = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Show on the home page at this position; leave blank to leave it off.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(cta_label="") | ~models.Q(cta_url=""),
+                name="piece_cta_label_needs_url",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Issue(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        PAUSED = "paused", "Paused"
+        SENT = "sent", "Sent"
+        CANCELLED = "cancelled", "Cancelled"
+
+    subject = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=200, unique=True)
+    preheader = models.CharField(
+        max_length=200, blank=True, help_text="The line inboxes show after the subject."
+    )
+    intro = models.TextField(blank=True, help_text="Markdown, shown before the pieces.")
+    topics = models.ManyToManyField(
+        Topic, related_name="issues", help_text="Readers of any of these topics receive it."
+    )
+    pieces: "models.ManyToManyField[EducationPiece, IssuePiece]" = models.ManyToManyField(
+        EducationPiece, through="IssuePiece", related_name="issues"
+    )
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True
+    )
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("send_issue", "Can send, schedule, pause, resume and cancel an issue")]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class IssuePiece(models.Model):
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="issue_pieces")
+    piece = models.ForeignKey(EducationPiece, on_delete=models.PROTECT, related_name="+")
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["issue", "piece"], name="issue_piece_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.piece}"

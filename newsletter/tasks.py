@@ -1,8 +1,9 @@
 """Thin Celery tasks: ids in, one service call. Queues and routing: project/celery.py."""
 
 import random
+from collections.abc import Callable
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from newsletter import emails
 
@@ -15,12 +16,27 @@ def backoff(retries: int) -> float:
     return min(RETRY_CAP_SECONDS, 2**retries) * (0.5 + random.random() / 2)  # noqa: S311
 
 
-@shared_task(bind=True, max_retries=MAX_RETRIES)
-def send_subscriber_email(self, subscriber_id: int, kind: str) -> None:
+def retrying(task: Task, action: Callable[[], object]) -> None:
+    """Run the action; retry the task later only for what can succeed later (network
+    errors, 429, 5xx). Anything else fails now."""
     try:
-        emails.send_subscriber_email(subscriber_id=subscriber_id, kind=kind)
+        action()
     except Exception as error:
-        # Only what can succeed later is retried (network errors, 429, 5xx).
         if not emails.is_retryable(error):
             raise
-        raise self.retry(exc=error, countdown=backoff(self.request.retries)) from error
+        raise task.retry(exc=error, countdown=backoff(task.request.retries)) from error
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def send_subscriber_email(self: Task, subscriber_id: int, kind: str) -> None:
+    retrying(self, lambda: emails.send_subscriber_email(subscriber_id=subscriber_id, kind=kind))
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def send_issue_test(self: Task, issue_id: int, addresses: list[str], first_name: str = "") -> None:
+    retrying(
+        self,
+        lambda: emails.send_issue_test(
+            issue_id=issue_id, addresses=addresses, first_name=first_name
+        ),
+    )

@@ -9,4 +9,7 @@ urlpatterns = [
     path("confirm/<str:token>/", views.confirm, name="confirm"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("preferences/<str:token>/", views.preferences, name="preferences"),
+    path("archive/", views.archive, name="archive"),
+    path("archive/feed/", views.ArchiveFeed(), name="archive_feed"),
+    path("archive/<slug:slug>/", views.archive_issue, name="archive_issue"),
 ]

@@ -2,21 +2,24 @@
 or an attacker can cause gets a page with a 4xx status, never a 500."""
 
 import ipaddress
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.syndication.views import Feed
 from django.db import DatabaseError, connection
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.feedgenerator import Atom1Feed
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.decorators import ratelimit
 
-from newsletter import subscriptions
+from newsletter import composing, subscriptions
 from newsletter.forms import PreferencesForm, SubscribeForm
-from newsletter.models import Subscriber
+from newsletter.models import EducationPiece, Issue, Subscriber
 from newsletter.tokens import ExpiredToken, InvalidToken, Purpose, make_token, read_token
 
 
@@ -47,7 +50,62 @@ def submitted_address(group: str, request: HttpRequest) -> str:
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "newsletter/home.html", {"form": SubscribeForm()})
+    pieces = EducationPiece.objects.filter(home_position__isnull=False).order_by("home_position")
+    return render(
+        request,
+        "newsletter/home.html",
+        {"form": SubscribeForm(), "sections": [composing.piece_section(p) for p in pieces]},
+    )
+
+
+@require_GET
+def archive(request: HttpRequest) -> HttpResponse:
+    issues = Issue.objects.filter(status=Issue.Status.SENT).order_by("-sent_at")
+    return render(request, "newsletter/archive.html", {"issues": issues, "form": SubscribeForm()})
+
+
+@require_GET
+def archive_issue(request: HttpRequest, slug: str) -> HttpResponse:
+    # Drafts, scheduled and unfinished sends are not public: 404, like any unknown slug.
+    issue = get_object_or_404(Issue, slug=slug, status=Issue.Status.SENT)
+    return render(
+        request,
+        "newsletter/archive_issue.html",
+        {
+            "issue": issue,
+            "intro_html": composing.markdown_to_html(issue.intro),
+            "sections": composing.issue_sections(issue),
+            "form": SubscribeForm(),
+        },
+    )
+
+
+class ArchiveFeed(Feed):
+    title = "Advances"
+    description = "Past issues of Advances, the cancer center's patient-education newsletter."
+    feed_type = Atom1Feed
+    subtitle = description
+
+    def link(self) -> str:
+        return reverse("newsletter:archive")
+
+    def items(self) -> QuerySet[Issue]:
+        return Issue.objects.filter(status=Issue.Status.SENT).order_by("-sent_at")[:20]
+
+    def item_title(self, item: Issue) -> str:
+        return item.subject
+
+    def item_description(self, item: Issue) -> str:
+        return item.preheader
+
+    def item_link(self, item: Issue) -> str:
+        return reverse("newsletter:archive_issue", args=[item.slug])
+
+    def item_pubdate(self, item: Issue) -> datetime | None:
+        return item.sent_at
+
+    def item_updateddate(self, item: Issue) -> datetime | None:
+        return item.sent_at
 
 
 @require_http_methods(["GET", "POST"])

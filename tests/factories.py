@@ -2,7 +2,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from newsletter.models import Subscriber, Topic
+from newsletter.models import EducationPiece, Issue, IssuePiece, Subscriber, Topic
 
 
 class TopicFactory(factory.django.DjangoModelFactory):
@@ -45,3 +45,37 @@ class UserFactory(factory.django.DjangoModelFactory):
     def groups(self, create, extracted, **kwargs):
         if create and extracted:
             self.groups.set(Group.objects.filter(name__in=extracted))
+
+
+class EducationPieceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = EducationPiece
+
+    title = factory.Sequence(lambda n: f"Piece {n}")
+    slug = factory.Sequence(lambda n: f"piece-{n}")
+    summary = "A short summary."
+    body = factory.Sequence(lambda n: f"Body of piece {n}. It is short and plain.")
+
+
+class IssueFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Issue
+        skip_postgeneration_save = True
+
+    subject = factory.Sequence(lambda n: f"Issue {n}")
+    slug = factory.Sequence(lambda n: f"issue-{n}")
+    preheader = "What this issue is about."
+    intro = "Welcome to this issue."
+
+    @factory.post_generation
+    def topics(self, create, extracted, **kwargs):
+        if create:
+            self.topics.set(
+                extracted if extracted is not None else Topic.objects.filter(is_default=True)
+            )
+
+    @factory.post_generation
+    def with_pieces(self, create, extracted, **kwargs):
+        if create:
+            for position, piece in enumerate(extracted or [], start=1):
+                IssuePiece.objects.create(issue=self, piece=piece, position=position)

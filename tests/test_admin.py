@@ -1,5 +1,6 @@
 import pytest
 from django.contrib.auth.models import Group
+from django.core import mail
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -80,3 +81,114 @@ def test_seed_demo_uses_the_password_from_the_environment(db, monkeypatch, tmp_p
     from django.contrib.auth import authenticate
 
     assert authenticate(username="admin", password="chosen-by-operator-42") is not None
+
+
+# --- Issues, pieces, preview and test sends ------------------------------------------------
+
+
+@pytest.fixture
+def demo_issue(main_topic):
+    from tests.factories import EducationPieceFactory, IssueFactory
+
+    return IssueFactory(
+        subject="Second opinions",
+        with_pieces=[
+            EducationPieceFactory(title="Why it matters", body="It can change your plan.")
+        ],
+    )
+
+
+def editor_client(client, group):
+    client.force_login(UserFactory(groups=[group], first_name="Edna", email="edna@example.org"))
+    return client
+
+
+def test_editor_can_preview_an_issue_exactly_as_a_reader_gets_it(client, demo_issue):
+    page = editor_client(client, "Editors").get(
+        reverse("admin:newsletter_issue_preview", args=[demo_issue.pk])
+    )
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert "Second opinions" in content
+    assert "Why it matters" in content
+    assert "Hello Edna," in content  # the placeholders are filled for the preview
+    assert "srcdoc=" in content
+    assert "Reading level" in content
+
+
+def test_anonymous_users_cannot_preview_or_test_send(client, demo_issue):
+    for name in ("preview", "test_send"):
+        response = client.post(reverse(f"admin:newsletter_issue_{name}", args=[demo_issue.pk]))
+        assert response.status_code == 302
+        assert "/admin/login/" in response["Location"]
+    assert not mail.outbox
+
+
+def test_editor_sends_a_test_marked_as_a_test(client, demo_issue, settings):
+    editor_client(client, "Editors").post(
+        reverse("admin:newsletter_issue_test_send", args=[demo_issue.pk]),
+        {"addresses": "edna@example.org, Second@Example.org"},
+    )
+    assert sorted(m.to[0] for m in mail.outbox) == ["edna@example.org", "second@example.org"]
+    message = mail.outbox[0]
+    assert message.subject == "[TEST] Second opinions"
+    assert "Hello Edna," in message.body
+    assert message.alternatives[0][1] == "text/html"
+    assert settings.NEWSLETTER_POSTAL_ADDRESS in message.body
+    assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_test_send_refuses_too_many_or_bad_addresses(client, demo_issue):
+    c = editor_client(client, "Editors")
+    url = reverse("admin:newsletter_issue_test_send", args=[demo_issue.pk])
+    c.post(url, {"addresses": ",".join(f"r{n}@example.org" for n in range(6))})
+    c.post(url, {"addresses": "x@example.org\nBcc: y@example.org"})
+    assert not mail.outbox
+
+
+def test_only_publishers_may_send_to_the_list(db):
+    editor = UserFactory(groups=["Editors"])
+    publisher = UserFactory(groups=["Publishers"])
+    assert editor.has_perm("newsletter.change_issue")
+    assert not editor.has_perm("newsletter.send_issue")
+    assert publisher.has_perm("newsletter.send_issue")
+
+
+def test_piece_with_an_image_without_alt_text_is_refused(client, main_topic):
+    c = editor_client(client, "Editors")
+    data = {
+        "title": "Imaging",
+        "slug": "imaging",
+        "summary": "About imaging.",
+        "body": "Look:\n\n![](https://example.org/scan.png)",
+        "cta_label": "",
+        "cta_url": "",
+        "reviewed_by": "",
+        "reviewed_on": "",
+        "review_due": "",
+        "home_position": "",
+        "topic": "",
+    }
+    response = c.post(reverse("admin:newsletter_educationpiece_add"), data)
+    assert response.status_code == 200
+    assert "Every image needs alt text" in response.content.decode()
+    data["body"] = "Look:\n\n![A mammogram image](https://example.org/scan.png)"
+    response = c.post(reverse("admin:newsletter_educationpiece_add"), data)
+    assert response.status_code == 302
+
+
+def test_piece_list_flags_overdue_review_and_hard_reading(client):
+    from tests.factories import EducationPieceFactory
+
+    EducationPieceFactory(
+        title="Hard",
+        body="Multidisciplinary oncological consultation facilitates individualized "
+        "therapeutic decision-making incorporating histopathological characterization.",
+        reviewed_by="Dr. A",
+        reviewed_on="2024-01-01",
+        review_due="2025-01-01",
+    )
+    client.force_login(UserFactory(is_superuser=True))
+    content = client.get(reverse("admin:newsletter_educationpiece_changelist")).content.decode()
+    assert "Review overdue since 2025-01-01" in content
+    assert "aim for 8 or below" in content

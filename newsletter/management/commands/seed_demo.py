@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from newsletter.models import Subscriber, Topic
+from newsletter.models import EducationPiece, Issue, IssuePiece, Subscriber, Topic
 
 TOPICS = [
     ("advances", "Advances", "The cancer center's patient-education newsletter.", True),
@@ -23,6 +23,90 @@ TOPICS = [
     ("clinical-trials", "Clinical trials", "New studies open to patients.", False),
     ("survivorship", "Survivorship", "Life during and after treatment.", False),
 ]
+
+CENTER_PHONE = "(608) 266-6400"
+
+# Drawn from the center's page "Getting a Breast Cancer Second Opinion" (shared/seeds/).
+PIECES = [
+    {
+        "slug": "why-a-second-opinion",
+        "title": "Why a second opinion is worth the time",
+        "summary": "In most cases there is time to learn about your cancer and get a second "
+        "opinion before treatment starts.",
+        "body": (
+            "Many women newly diagnosed with breast cancer want to get treatment right away. "
+            "They feel a strong sense of urgency and jump into the first treatment their "
+            "doctor recommends.\n\n"
+            "However, in most cases, there is time to do some valuable research to understand "
+            "your cancer and therapy options, and to get a second opinion from another doctor.\n\n"
+            "Getting the right cancer treatment is important. Having other breast cancer "
+            "specialists review your medical records and test results can help you make the "
+            "best decisions."
+        ),
+    },
+    {
+        "slug": "what-other-specialists-can-change",
+        "title": "A treatment plan that fits your cancer",
+        "summary": "Each kind of breast cancer specialist can find something different.",
+        "body": (
+            "A second look from each kind of specialist can change your plan:\n\n"
+            "- **Another radiologist** can review your breast imaging tests to see whether "
+            "you need more imaging or a biopsy to complete your work-up. This also helps the "
+            "other breast specialists plan your treatment options.\n"
+            "- **Another pathologist** can look at your tissue. This may change your treatment "
+            "plan based on the type of breast cancer you have.\n"
+            "- **Another surgeon** may offer you alternatives to standard surgery, suggest "
+            "chemotherapy before surgery, or offer reconstructive surgery at the same time as "
+            "the breast cancer surgery.\n"
+            "- **Another medical oncologist** may find other options or clinical trials of new "
+            "treatments for you.\n"
+            "- **Another radiation oncologist** may offer you faster or more targeted "
+            "treatment options."
+        ),
+    },
+    {
+        "slug": "doctors-expect-the-request",
+        "title": "Your doctors expect you to ask",
+        "summary": "Second opinions are common, and some insurers require one.",
+        "body": (
+            "Many people with breast cancer decide to get second opinions, and doctors are used "
+            "to hearing this request.\n\n"
+            "In fact, some insurance companies even require a second opinion before treatment "
+            "begins."
+        ),
+    },
+    {
+        "slug": "what-to-look-for-in-a-cancer-center",
+        "title": "What to look for in a cancer center",
+        "summary": "Three things to look for when you choose where to get a second opinion.",
+        "body": (
+            "If you are looking for a second opinion, look for:\n\n"
+            "- A center that practices evidence-based cancer care\n"
+            "- A center that offers multidisciplinary clinics and tumor boards\n"
+            "- A center that takes part in clinical trials"
+        ),
+    },
+    {
+        "slug": "how-to-ask-for-a-second-opinion",
+        "title": "How to ask us for a second opinion",
+        "summary": f"Call the UW Health Breast Center at {CENTER_PHONE}.",
+        "body": (
+            "The UW Health Breast Center is part of a large academic medical center that "
+            "includes the UW Carbone Cancer Center, a nationally recognized National Cancer "
+            "Institute (NCI)-designated comprehensive cancer center.\n\n"
+            f"For a second opinion, please call **{CENTER_PHONE}**."
+        ),
+        "cta_label": f"Call {CENTER_PHONE}",
+        "cta_url": "tel:+16082666400",
+    },
+]
+DEMO_ISSUE = {
+    "slug": "getting-a-breast-cancer-second-opinion",
+    "subject": "Getting a breast cancer second opinion",
+    "preheader": "Why it is worth the time, what it can change, and how to ask for one.",
+    "intro": "A breast cancer diagnosis can make you want to start treatment right away. "
+    "This issue explains why a second opinion is usually worth the time, and how to get one.",
+}
 
 SUBSCRIBERS = [
     ("ada.active@example.com", "Ada", Subscriber.Status.ACTIVE, ["advances", "breast-cancer"]),
@@ -64,7 +148,23 @@ class Command(BaseCommand):
                 },
             )
             subscriber.topics.set([topics[slug] for slug in slugs])
-        self.stdout.write(f"Demo content: {len(topics)} topics, {len(SUBSCRIBERS)} subscribers.")
+        pieces = []
+        for position, fields in enumerate(PIECES, start=1):
+            piece, _ = EducationPiece.objects.update_or_create(
+                slug=fields["slug"],
+                defaults={**fields, "topic": topics["breast-cancer"], "home_position": position},
+            )
+            pieces.append(piece)
+        issue, _ = Issue.objects.get_or_create(slug=DEMO_ISSUE["slug"], defaults=DEMO_ISSUE)
+        issue.topics.set([topics["advances"], topics["breast-cancer"]])
+        for position, piece in enumerate(pieces, start=1):
+            IssuePiece.objects.update_or_create(
+                issue=issue, piece=piece, defaults={"position": position}
+            )
+        self.stdout.write(
+            f"Demo content: {len(topics)} topics, {len(SUBSCRIBERS)} subscribers, "
+            f"{len(pieces)} education pieces, draft issue '{issue.subject}'."
+        )
         self.ensure_admin(options["username"])
 
     def ensure_admin(self, username: str) -> None:
