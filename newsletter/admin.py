@@ -6,8 +6,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from newsletter import composing, tasks
-from newsletter.forms import EducationPieceAdminForm, IssueAdminForm, TestSendForm
+from newsletter import composing, sending, tasks
+from newsletter.forms import EducationPieceAdminForm, IssueAdminForm, ScheduleForm, TestSendForm
 from newsletter.models import ConsentEvent, EducationPiece, Issue, IssuePiece, Subscriber, Topic
 
 
@@ -116,6 +116,16 @@ class IssueAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.test_send_view),
                 name="newsletter_issue_test_send",
             ),
+            path(
+                "<int:issue_id>/send/",
+                self.admin_site.admin_view(self.send_view),
+                name="newsletter_issue_send",
+            ),
+            path(
+                "<int:issue_id>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="newsletter_issue_progress",
+            ),
         ]
         return own + super().get_urls()
 
@@ -159,3 +169,66 @@ class IssueAdmin(admin.ModelAdmin):
         tasks.send_issue_test.delay(issue.pk, addresses, staff_first_name(request))
         messages.success(request, f"Test sent to {', '.join(addresses)}.")
         return redirect(preview_url)
+
+    # --- Sending: Publishers only ------------------------------------------------------
+
+    def _sendable(self, request: HttpRequest, issue_id: int) -> Issue:
+        if not request.user.has_perm("newsletter.send_issue"):
+            raise PermissionDenied
+        return get_object_or_404(Issue, pk=issue_id)
+
+    def send_view(self, request: HttpRequest, issue_id: int) -> HttpResponse:
+        """Confirm first: who will get it. Then send now, schedule, pause, resume or
+        cancel, each a POST."""
+        issue = self._sendable(request, issue_id)
+        progress_url = reverse("admin:newsletter_issue_progress", args=[issue.pk])
+        form = ScheduleForm(request.POST if "schedule" in request.POST else None)
+        if request.method == "POST":
+            action = request.POST.get("action", "")
+            try:
+                if action == "send":
+                    queued = sending.start_issue(issue_id=issue.pk)
+                    messages.success(request, f"Sending to {queued} readers.")
+                    return redirect(progress_url)
+                if action == "schedule" and form.is_valid():
+                    sending.schedule_issue(issue_id=issue.pk, when=form.cleaned_data["when"])
+                    messages.success(request, "Scheduled.")
+                    return redirect(progress_url)
+                if action == "pause":
+                    sending.pause_issue(issue_id=issue.pk, reason="Paused by a publisher.")
+                    return redirect(progress_url)
+                if action == "resume":
+                    sending.resume_issue(issue_id=issue.pk)
+                    return redirect(progress_url)
+                if action == "cancel":
+                    sending.cancel_issue(issue_id=issue.pk)
+                    return redirect(progress_url)
+            except sending.IssueStateError:
+                messages.error(request, f"That is not possible while the issue is {issue.status}.")
+                return redirect(progress_url)
+        total, per_topic = sending.audience_by_topic(issue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": issue,
+            "title": f"Send: {issue.subject}",
+            "issue": issue,
+            "audience_total": total,
+            "audience_per_topic": per_topic,
+            "schedule_form": form,
+        }
+        return TemplateResponse(request, "admin/newsletter/issue/send.html", context)
+
+    def progress_view(self, request: HttpRequest, issue_id: int) -> HttpResponse:
+        issue = self._issue_for(request, issue_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": issue,
+            "title": f"Progress: {issue.subject}",
+            "issue": issue,
+            "progress": sending.issue_progress(issue),
+            "can_send": request.user.has_perm("newsletter.send_issue"),
+            "live": issue.status == Issue.Status.SENDING,
+        }
+        return TemplateResponse(request, "admin/newsletter/issue/progress.html", context)

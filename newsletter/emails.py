@@ -37,24 +37,34 @@ def absolute_url(path: str) -> str:
     return settings.SITE_URL + path
 
 
-def subscriber_links(subscriber: Subscriber) -> dict[str, str]:
+def subscriber_links(
+    subscriber: Subscriber, names: tuple[str, ...] = ("confirm", "unsubscribe", "preferences")
+) -> dict[str, str]:
+    """Absolute, signed links for this subscriber, one purpose each."""
     return {
-        name: absolute_url(reverse(f"newsletter:{name}", args=[make_token(subscriber, purpose)]))
-        for name, purpose in (
-            ("confirm", Purpose.CONFIRM),
-            ("unsubscribe", Purpose.UNSUBSCRIBE),
-            ("preferences", Purpose.PREFERENCES),
+        name: absolute_url(
+            reverse(f"newsletter:{name}", args=[make_token(subscriber, Purpose(name))])
         )
+        for name in names
+    }
+
+
+def unsubscribe_header(unsubscribe_url: str) -> str:
+    mailto = settings.NEWSLETTER_UNSUBSCRIBE_MAILTO
+    return f"<{unsubscribe_url}>" + (f", <mailto:{mailto}>" if mailto else "")
+
+
+def shared_list_headers() -> dict[str, str]:
+    """The list headers that are the same for every recipient."""
+    return {
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": settings.NEWSLETTER_LIST_ID,
     }
 
 
 def list_headers(unsubscribe_url: str) -> dict[str, str]:
     """RFC 2369 / RFC 8058 headers that let a mail client unsubscribe in one click."""
-    return {
-        "List-Unsubscribe": f"<{unsubscribe_url}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "List-Id": settings.NEWSLETTER_LIST_ID,
-    }
+    return {"List-Unsubscribe": unsubscribe_header(unsubscribe_url), **shared_list_headers()}
 
 
 def send_subscriber_email(*, subscriber_id: int, kind: str) -> bool:

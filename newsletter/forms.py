@@ -1,5 +1,8 @@
+from datetime import datetime
+
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from newsletter import composing
 from newsletter.models import EducationPiece, Issue, Topic
@@ -122,3 +125,17 @@ class TestSendForm(forms.Form):
                 "At most %(max)d addresses.", code="too_many", params={"max": self.MAX_ADDRESSES}
             )
         return list(dict.fromkeys(field.clean(item) for item in raw))
+
+
+class ScheduleForm(forms.Form):
+    when = forms.DateTimeField(
+        label="Send at",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="In the server's time zone.",
+    )
+
+    def clean_when(self) -> datetime:
+        when = self.cleaned_data["when"]
+        if when <= timezone.now():
+            raise ValidationError("Choose a time in the future.", code="past")
+        return when

@@ -169,6 +169,14 @@ class Issue(models.Model):
     )
     scheduled_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # What readers get, frozen when sending starts: later edits change nothing mid-send.
+    rendered_html = models.TextField(blank=True, editable=False)
+    rendered_text = models.TextField(blank=True, editable=False)
+    send_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    error_count = models.PositiveIntegerField(
+        default=0, editable=False, help_text="ESP calls that failed for good during this send."
+    )
+    last_error = models.TextField(blank=True, editable=False)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -196,3 +204,50 @@ class IssuePiece(models.Model):
 
     def __str__(self) -> str:
         return f"{self.position}. {self.piece}"
+
+
+class Delivery(models.Model):
+    """The ledger: one row per (issue, subscriber), the truth about who got what.
+
+    A batch task claims rows (status sending, a lease, attempts + 1); a row whose
+    lease expired belongs to a worker that died and may be claimed again. A sent row
+    is never sent again.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="deliveries")
+    subscriber = models.ForeignKey(
+        Subscriber, null=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    claim = models.CharField(max_length=32, blank=True, db_index=True)
+    esp_message_id = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    # Claimed again after a worker died mid-batch: the ESP may have accepted the
+    # first attempt, so this reader may have received the issue twice.
+    maybe_duplicate = models.BooleanField(default=False)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issue", "subscriber"], name="delivery_once_per_reader"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["issue", "status", "id"], name="delivery_claim_idx"),
+            models.Index(fields=["status", "lease_until"], name="delivery_lease_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.issue_id}/{self.subscriber_id}: {self.status}"

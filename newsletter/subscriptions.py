@@ -143,6 +143,27 @@ def unsubscribe(*, subscriber: Subscriber, origin: Origin) -> bool:
     return True
 
 
+def suppress(*, subscriber_id: int, status: str, reason: str, source: str = "esp") -> bool:
+    """Stop all email to an address the ESP reports as bad (bounced) or that complained.
+
+    Writes a ConsentEvent; a later signup must go through double opt-in again. Returns
+    False when the subscriber is gone or already suppressed this way.
+    """
+    with transaction.atomic():
+        subscriber = Subscriber.objects.select_for_update().filter(pk=subscriber_id).first()
+        if subscriber is None or subscriber.status == status:
+            return False
+        subscriber.status = status
+        _log(
+            subscriber,
+            ConsentEvent.Kind.SUPPRESSED,
+            Origin(source=source),
+            detail={"status": status, "reason": reason},
+        )
+        subscriber.save(update_fields=["status", "updated_at"])
+    return True
+
+
 def update_preferences(
     *, subscriber: Subscriber, first_name: str, topics: Iterable[Topic], origin: Origin
 ) -> None:

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 from celery import Task, shared_task
 
-from newsletter import emails
+from newsletter import emails, sending
 
 MAX_RETRIES = 8
 RETRY_CAP_SECONDS = 600
@@ -40,3 +40,19 @@ def send_issue_test(self: Task, issue_id: int, addresses: list[str], first_name:
             issue_id=issue_id, addresses=addresses, first_name=first_name
         ),
     )
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def bulk_send_batch(self: Task, issue_id: int) -> None:
+    try:
+        sending.send_batch(issue_id=issue_id)
+    except sending.RetryLater as error:
+        if self.request.retries >= MAX_RETRIES:
+            sending.pause_after_outage(issue_id=issue_id, error=str(error))
+            return
+        raise self.retry(exc=error, countdown=backoff(self.request.retries)) from error
+
+
+@shared_task
+def run_periodic() -> None:
+    sending.run_periodic()

@@ -183,6 +183,8 @@ ANYMAIL: dict[str, object] = {
         "track_clicks": NEWSLETTER_TRACKING,
     },
 }
+# A stuck ESP call is cut off after this many seconds and retried (network error).
+ANYMAIL["REQUESTS_TIMEOUT"] = float(os.environ.get("ANYMAIL_REQUESTS_TIMEOUT", "") or 30)
 if os.environ.get("ANYMAIL_WEBHOOK_SECRET"):
     ANYMAIL["WEBHOOK_SECRET"] = os.environ["ANYMAIL_WEBHOOK_SECRET"]
 if ESP:
@@ -203,6 +205,18 @@ NEWSLETTER_LIST_ID = os.environ.get("NEWSLETTER_LIST_ID", "Advances <advances.ex
 NEWSLETTER_CONFIRM_DAYS = env_int("NEWSLETTER_CONFIRM_DAYS", 7)
 # A repeated signup re-sends an email at most this often per address.
 NEWSLETTER_RESEND_MINUTES = env_int("NEWSLETTER_RESEND_MINUTES", 10)
+# Sending (see README "Sending an issue"). 0 for the batch size means the ESP's own
+# per-call limit (Mailgun 1,000) or, for ESPs sent one message at a time, 100.
+NEWSLETTER_BATCH_SIZE = env_int("NEWSLETTER_BATCH_SIZE", 0)
+# How long a claimed batch belongs to its worker; after that the periodic task takes it
+# back. Longer than CELERY_TASK_TIME_LIMIT, so a live task never loses its claim.
+NEWSLETTER_LEASE_SECONDS = env_int("NEWSLETTER_LEASE_SECONDS", 600)
+# Recipients per second across all workers (shared through Redis); 0 is unlimited.
+NEWSLETTER_MAX_RATE = env_int("NEWSLETTER_MAX_RATE", 0)
+# ESP calls that fail for good before a send pauses itself.
+NEWSLETTER_MAX_ERRORS = env_int("NEWSLETTER_MAX_ERRORS", 5)
+# An optional mailto: for List-Unsubscribe, beside the one-click HTTPS URL.
+NEWSLETTER_UNSUBSCRIBE_MAILTO = os.environ.get("NEWSLETTER_UNSUBSCRIBE_MAILTO", "")
 NEWSLETTER_SIGNUP_RATE_IP = os.environ.get("NEWSLETTER_SIGNUP_RATE_IP", "20/h")
 NEWSLETTER_SIGNUP_RATE_EMAIL = os.environ.get("NEWSLETTER_SIGNUP_RATE_EMAIL", "5/h")
 
@@ -231,6 +245,11 @@ CELERY_TASK_TIME_LIMIT = 300
 # longest task, or a running task would be handed to a second worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Every 15 s: take back claims of dead workers, start due scheduled issues, finish
+# completed sends.
+CELERY_BEAT_SCHEDULE = {
+    "newsletter-periodic": {"task": "newsletter.tasks.run_periodic", "schedule": 15.0},
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 LOGGING = {

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from newsletter.models import Subscriber
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
 def wait_for_files(directory: Path, count: int, timeout: float = 30) -> list[Path]:

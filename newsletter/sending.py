@@ -1,0 +1,591 @@
+"""Sending an issue to the list: exactly once per reader, resumable, at a bounded rate.
+
+The Delivery ledger is the truth. Starting a send snapshots the audience into one
+queued row per reader with one set-based insert. Batch tasks then each claim the next
+rows in one query (queued, or sending with an expired lease), skip readers who are
+no longer active, make one ESP call for the whole batch where the ESP merges
+per-recipient values itself (Mailgun), or one call per reader over one open
+connection elsewhere, and record each result. No database transaction is open during
+an ESP call.
+
+The one window for a duplicate: a worker that dies after the ESP accepted a call and
+before the rows were marked sent. Its rows are claimed again when the lease expires
+and flagged `maybe_duplicate`, so a batch path duplicates at most one call's
+recipients, and the per-message path at most one reader.
+"""
+
+import logging
+import math
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache, partial
+
+from anymail.exceptions import AnymailError, AnymailRecipientsRefused
+from anymail.message import AnymailMessage
+from django.conf import settings
+from django.core.mail import get_connection
+from django.db import connection, transaction
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from newsletter import composing, emails, subscriptions
+from newsletter.composing import RenderedIssue
+from newsletter.errors import NewsletterError
+from newsletter.models import Delivery, Issue, Subscriber
+
+logger = logging.getLogger(__name__)
+
+Status = Issue.Status
+Row = Delivery.Status
+
+
+class IssueStateError(NewsletterError):
+    """The issue is not in a state that allows this (e.g. resuming a draft)."""
+
+
+class RetryLater(NewsletterError):
+    """The ESP could not take the batch now (network, 429, 5xx); the rows were released
+    and the batch should be tried again after a backoff."""
+
+
+# --- ESPs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EspProfile:
+    """How Advances sends through the configured ESP."""
+
+    name: str
+    # Recipients per API call when the ESP merges per-recipient values itself; None
+    # means one message per recipient.
+    batch_limit: int | None
+    # The ESP's merge-field syntax for placeholders in the body.
+    merge_format: str = ""
+
+
+# ESPs whose batch sends with merge_data / merge_headers / merge_metadata work without
+# stored templates, and are exercised here against the fake ESP. Every other ESP is
+# sent one message per recipient, which is correct everywhere.
+BATCH_ESPS = {"mailgun": EspProfile("mailgun", 1000, "%recipient.{}%")}
+PER_MESSAGE_BATCH_SIZE = 100
+
+
+def esp_profile() -> EspProfile:
+    return BATCH_ESPS.get(settings.ESP, EspProfile(settings.ESP or "outbox", None))
+
+
+def batch_size() -> int:
+    profile = esp_profile()
+    size = settings.NEWSLETTER_BATCH_SIZE or profile.batch_limit or PER_MESSAGE_BATCH_SIZE
+    if profile.batch_limit:
+        size = min(size, profile.batch_limit)
+    if settings.NEWSLETTER_MAX_RATE:
+        # Keep one batch to about five seconds of the rate, so a worker waiting for its
+        # turn stays far inside the task time limit.
+        size = min(size, max(1, settings.NEWSLETTER_MAX_RATE * 5))
+    return size
+
+
+# --- Publisher actions -------------------------------------------------------------------
+
+
+def audience(issue: Issue) -> "QuerySet[Subscriber, int]":
+    """Ids of the readers who get this issue now: active, in any target topic."""
+    return (
+        Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, topics__in=issue.topics.all())
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+
+
+def audience_by_topic(issue: Issue) -> tuple[int, list[tuple[str, int]]]:
+    """How many readers would get this issue, in total and per target topic."""
+    active = Q(subscribers__status=Subscriber.Status.ACTIVE)
+    per_topic = [
+        (topic.name, topic.readers)
+        for topic in issue.topics.annotate(readers=Count("subscribers", filter=active))
+    ]
+    return audience(issue).count(), per_topic
+
+
+def start_issue(*, issue_id: int) -> int:
+    """Start sending a draft or scheduled issue to its audience as it is now.
+
+    Freezes the rendered issue, snapshots the audience into queued Delivery rows with
+    one INSERT ... SELECT, and queues the batch tasks after commit. Idempotent: starting
+    an issue that is already sending or sent queues nothing. Returns the rows queued.
+    """
+    with transaction.atomic():
+        issue = Issue.objects.select_for_update().get(pk=issue_id)
+        if issue.status not in (Status.DRAFT, Status.SCHEDULED):
+            return 0
+        rendered = composing.render_issue(issue)
+        issue.rendered_html, issue.rendered_text = rendered.html, rendered.text
+        issue.status = Status.SENDING
+        issue.send_started_at = timezone.now()
+        issue.save(update_fields=["rendered_html", "rendered_text", "status", "send_started_at"])
+        queued = _snapshot_audience(issue)
+        _queue_batches(issue.pk, queued)
+    logger.info("Issue %s: sending to %d readers", issue.pk, queued)
+    if not queued:
+        finish_if_done(issue_id=issue_id)
+    return queued
+
+
+def _snapshot_audience(issue: Issue) -> int:
+    delivery = Delivery._meta.db_table
+    subscriber = Subscriber._meta.db_table
+    topics = Subscriber.topics.through._meta.db_table
+    issue_topics = Issue.topics.through._meta.db_table
+    # One set-based insert; ON CONFLICT makes a second start (or a race) a no-op.
+    sql = f"""
+        INSERT INTO {delivery}
+            (issue_id, subscriber_id, status, attempts, claim, esp_message_id, error,
+             maybe_duplicate, updated_at)
+        SELECT DISTINCT %s, s.id, %s, 0, '', '', '', %s, %s
+        FROM {subscriber} s
+        JOIN {topics} st ON st.subscriber_id = s.id
+        JOIN {issue_topics} it ON it.topic_id = st.topic_id AND it.issue_id = %s
+        WHERE s.status = %s
+        ON CONFLICT (issue_id, subscriber_id) DO NOTHING
+    """  # noqa: S608 (table names from the models, values as parameters)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [issue.pk, Row.QUEUED, False, timezone.now(), issue.pk, Subscriber.Status.ACTIVE],
+        )
+        return cursor.rowcount
+
+
+def _queue_batches(issue_id: int, rows: int) -> None:
+    from newsletter import tasks
+
+    for _ in range(math.ceil(rows / batch_size())):
+        transaction.on_commit(partial(tasks.bulk_send_batch.delay, issue_id))
+
+
+def schedule_issue(*, issue_id: int, when: datetime) -> None:
+    """Have the periodic task start a draft issue at `when`."""
+    changed = Issue.objects.filter(pk=issue_id, status__in=[Status.DRAFT, Status.SCHEDULED]).update(
+        status=Status.SCHEDULED, scheduled_at=when
+    )
+    if not changed:
+        raise IssueStateError("only a draft or scheduled issue can be scheduled")
+
+
+def pause_issue(*, issue_id: int, reason: str = "") -> bool:
+    """Stop claiming new batches; batches already at the ESP finish and are recorded."""
+    fields: dict[str, object] = {"status": Status.PAUSED}
+    if reason:
+        fields["last_error"] = reason
+    return bool(Issue.objects.filter(pk=issue_id, status=Status.SENDING).update(**fields))
+
+
+def resume_issue(*, issue_id: int) -> int:
+    """Carry on where a paused send stopped. Rows that failed for an ESP error (their
+    reader still active) are queued again; sent rows are never touched. Returns the
+    rows queued."""
+    with transaction.atomic():
+        changed = Issue.objects.filter(pk=issue_id, status=Status.PAUSED).update(
+            status=Status.SENDING, error_count=0
+        )
+        if not changed:
+            raise IssueStateError("only a paused issue can be resumed")
+        Delivery.objects.filter(
+            issue_id=issue_id, status=Row.FAILED, subscriber__status=Subscriber.Status.ACTIVE
+        ).update(status=Row.QUEUED, claim="", lease_until=None)
+        remaining = Delivery.objects.filter(
+            issue_id=issue_id, status__in=[Row.QUEUED, Row.SENDING]
+        ).count()
+        _queue_batches(issue_id, remaining)
+    return remaining
+
+
+def cancel_issue(*, issue_id: int) -> bool:
+    """Stop for good: nobody else gets it. Rows not yet sent become skipped."""
+    with transaction.atomic():
+        changed = Issue.objects.filter(
+            pk=issue_id,
+            status__in=[Status.DRAFT, Status.SCHEDULED, Status.SENDING, Status.PAUSED],
+        ).update(status=Status.CANCELLED)
+        Delivery.objects.filter(issue_id=issue_id, status=Row.QUEUED).update(
+            status=Row.SKIPPED, error="issue cancelled"
+        )
+    return bool(changed)
+
+
+# --- One batch ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipient:
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    first_name: str
+    secret: str
+
+    def values(self) -> dict[str, str]:
+        person = Subscriber(pk=self.subscriber_id, secret=self.secret)
+        links = emails.subscriber_links(person, ("unsubscribe", "preferences"))
+        return composing.recipient_values(
+            first_name=self.first_name,
+            unsubscribe_url=links["unsubscribe"],
+            preferences_url=links["preferences"],
+        )
+
+    def metadata(self, issue_id: int) -> dict[str, str]:
+        # ESP webhooks carry this back, mapping each event to its Delivery row.
+        return {"issue": str(issue_id), "delivery": str(self.delivery_id)}
+
+
+def send_batch(*, issue_id: int) -> int:
+    """Claim the next batch of this issue's rows and send it. Returns how many rows it
+    claimed (0: nothing left, or the issue is not sending).
+
+    Raises RetryLater when the ESP is unavailable; the rows are released first.
+    """
+    size = batch_size()
+    limiter().wait_for(size)
+    claim, recipients = _claim(issue_id, size)
+    if not claim:
+        finish_if_done(issue_id=issue_id)
+        return 0
+    if recipients:
+        issue = Issue.objects.only("pk", "subject", "rendered_html", "rendered_text").get(
+            pk=issue_id
+        )
+        profile = esp_profile()
+        if profile.batch_limit:
+            _send_merged(issue, claim, recipients, profile)
+        else:
+            _send_one_by_one(issue, claim, recipients)
+    finish_if_done(issue_id=issue_id)
+    return len(recipients)
+
+
+def _claim(issue_id: int, size: int) -> tuple[str, list[Recipient]]:
+    claim = uuid.uuid4().hex
+    now = timezone.now()
+    table = Delivery._meta.db_table
+    issue_table = Issue._meta.db_table
+    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    # One statement claims the batch. PostgreSQL's SKIP LOCKED lets concurrent workers
+    # take disjoint rows; SQLite has one writer at a time (BEGIN IMMEDIATE), which
+    # makes the same statement safe there.
+    sql = f"""
+        UPDATE {table}
+        SET status = %s, lease_until = %s, attempts = attempts + 1, claim = %s,
+            updated_at = %s, maybe_duplicate = (maybe_duplicate OR status = %s)
+        WHERE id IN (
+            SELECT id FROM {table}
+            WHERE issue_id = %s
+              AND (status = %s OR (status = %s AND lease_until < %s))
+            ORDER BY id
+            LIMIT %s{lock}
+        )
+        AND EXISTS (SELECT 1 FROM {issue_table} WHERE id = %s AND status = %s)
+    """  # noqa: S608 (table names from the models, values as parameters)
+    lease = now + lease_period()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [Row.SENDING, lease, claim, now, Row.SENDING,
+             issue_id, Row.QUEUED, Row.SENDING, now, size, issue_id, Status.SENDING],
+        )  # fmt: skip
+        if not cursor.rowcount:
+            return "", []
+    rows = Delivery.objects.filter(claim=claim).values_list(
+        "pk", "subscriber_id", "subscriber__email", "subscriber__first_name",
+        "subscriber__secret", "subscriber__status",
+    )  # fmt: skip
+    recipients, gone = [], []
+    for pk, subscriber_id, email, first_name, secret, status in rows:
+        # Rule 2: an unsubscribe takes effect at once, even in the middle of a send.
+        if status == Subscriber.Status.ACTIVE:
+            recipients.append(Recipient(pk, subscriber_id, email, first_name, secret))
+        else:
+            gone.append(pk)
+    if gone:
+        Delivery.objects.filter(pk__in=gone, claim=claim).update(
+            status=Row.SKIPPED, lease_until=None, error="no longer subscribed"
+        )
+    return claim, recipients
+
+
+def _send_merged(
+    issue: Issue, claim: str, recipients: list[Recipient], profile: EspProfile
+) -> None:
+    rendered = _snapshot(issue.pk, issue.subject, issue.rendered_html, issue.rendered_text)
+    merged = rendered.in_esp_syntax(profile.merge_format)
+    message = AnymailMessage(
+        subject=merged.subject,
+        body=merged.text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[r.email for r in recipients],
+        headers=emails.shared_list_headers(),
+    )
+    message.attach_alternative(merged.html, "text/html")
+    values = {r.email: r.values() for r in recipients}
+    message.merge_data = values
+    message.merge_headers = {
+        email: {"List-Unsubscribe": emails.unsubscribe_header(v["unsubscribe_url"])}
+        for email, v in values.items()
+    }
+    message.merge_metadata = {r.email: r.metadata(issue.pk) for r in recipients}
+    try:
+        message.send()
+    except AnymailError as error:
+        _record_call_failure(issue.pk, claim, recipients, error)
+        return
+    except Exception:
+        _release(claim)
+        raise
+    status = message.anymail_status
+    by_email = {r.email: r for r in recipients}
+    accepted: list[tuple[Recipient, str]] = []
+    rejected: list[tuple[Recipient, str]] = []
+    for email, recipient_status in (status.recipients or {}).items():
+        target = accepted if recipient_status.status not in ("rejected", "invalid") else rejected
+        target.append((by_email[email], recipient_status.message_id or ""))
+    message_ids = {message_id for _, message_id in accepted}
+    for message_id in message_ids:
+        Delivery.objects.filter(
+            claim=claim, pk__in=[r.delivery_id for r, mid in accepted if mid == message_id]
+        ).update(
+            status=Row.SENT, esp_message_id=message_id, sent_at=timezone.now(), lease_until=None
+        )
+    for recipient, _ in rejected:
+        _reject(claim, recipient, "rejected by the ESP")
+
+
+def _send_one_by_one(issue: Issue, claim: str, recipients: list[Recipient]) -> None:
+    rendered = _snapshot(issue.pk, issue.subject, issue.rendered_html, issue.rendered_text)
+    backend = get_connection()
+    backend.open()
+    try:
+        for recipient in recipients:
+            values = recipient.values()
+            message = emails.issue_message(
+                rendered=rendered.personalise(values),
+                to=recipient.email,
+                unsubscribe_url=values["unsubscribe_url"],
+            )
+            message.connection = backend
+            message.metadata = recipient.metadata(issue.pk)  # type: ignore[attr-defined]
+            try:
+                message.send()
+            except AnymailRecipientsRefused:
+                _reject(claim, recipient, "rejected by the ESP")
+                continue
+            except AnymailError as error:
+                _record_call_failure(issue.pk, claim, [recipient], error)
+                continue
+            status = getattr(message, "anymail_status", None)
+            # Marked at once, one row per call: the duplicate window stays one reader.
+            Delivery.objects.filter(pk=recipient.delivery_id, claim=claim).update(
+                status=Row.SENT,
+                esp_message_id=(status.message_id if status else "") or "",
+                sent_at=timezone.now(),
+                lease_until=None,
+            )
+    finally:
+        _release(claim)  # whatever this batch did not get to goes back to the queue
+        backend.close()
+
+
+def _record_call_failure(
+    issue_id: int, claim: str, recipients: list[Recipient], error: AnymailError
+) -> None:
+    if emails.is_retryable(error):
+        _release(claim)
+        raise RetryLater(str(error)) from error
+    message = str(error)[:2000]
+    Delivery.objects.filter(
+        claim=claim, pk__in=[r.delivery_id for r in recipients], status=Row.SENDING
+    ).update(status=Row.FAILED, error=message, lease_until=None)
+    Issue.objects.filter(pk=issue_id).update(error_count=F("error_count") + 1, last_error=message)
+    if Issue.objects.filter(pk=issue_id, error_count__gte=settings.NEWSLETTER_MAX_ERRORS).exists():
+        pause_issue(issue_id=issue_id, reason=f"Paused after repeated ESP errors: {message}")
+        logger.warning("Issue %s paused after repeated ESP errors: %s", issue_id, message)
+
+
+def _reject(claim: str, recipient: Recipient, reason: str) -> None:
+    Delivery.objects.filter(pk=recipient.delivery_id, claim=claim).update(
+        status=Row.FAILED, error=reason, lease_until=None
+    )
+    subscriptions.suppress(
+        subscriber_id=recipient.subscriber_id, status=Subscriber.Status.BOUNCED, reason=reason
+    )
+
+
+def _release(claim: str) -> None:
+    Delivery.objects.filter(claim=claim, status=Row.SENDING).update(
+        status=Row.QUEUED, lease_until=None, claim=""
+    )
+
+
+@lru_cache(maxsize=8)
+def _snapshot(issue_id: int, subject: str, html: str, text: str) -> RenderedIssue:
+    return RenderedIssue(subject=subject, html=html, text=text)
+
+
+def pause_after_outage(*, issue_id: int, error: str) -> None:
+    """The ESP stayed unavailable through every retry: pause rather than spin."""
+    pause_issue(issue_id=issue_id, reason=f"Paused: the ESP stayed unavailable ({error})")
+
+
+# --- Housekeeping (the periodic task) ----------------------------------------------------
+
+
+def finish_if_done(*, issue_id: int) -> bool:
+    """Mark a sending issue sent once no row is queued or being sent."""
+    unfinished = Delivery.objects.filter(
+        issue_id=OuterRef("pk"), status__in=[Row.QUEUED, Row.SENDING]
+    )
+    return bool(
+        Issue.objects.filter(pk=issue_id, status=Status.SENDING)
+        .exclude(Exists(unfinished))
+        .update(status=Status.SENT, sent_at=timezone.now())
+    )
+
+
+def run_periodic() -> None:
+    """Start scheduled issues that are due, re-queue batches whose worker died (lease
+    expired), and finish sends with nothing left to do."""
+    now = timezone.now()
+    for issue_id in Issue.objects.filter(
+        status=Status.SCHEDULED, scheduled_at__lte=now
+    ).values_list("pk", flat=True):
+        start_issue(issue_id=issue_id)
+    expired = (
+        Delivery.objects.filter(
+            status=Row.SENDING, lease_until__lt=now, issue__status=Status.SENDING
+        )
+        .values("issue_id")
+        .annotate(rows=Count("pk"))
+    )
+    # Queued rows nobody has touched for a lease period: their task messages were lost
+    # (a broker restart, a worker killed before it acknowledged). Queue them again.
+    stalled = (
+        Issue.objects.filter(status=Status.SENDING)
+        .annotate(
+            last_activity=Max("deliveries__updated_at"),
+            waiting=Count("deliveries", filter=Q(deliveries__status=Row.QUEUED)),
+        )
+        .filter(waiting__gt=0, last_activity__lt=now - lease_period())
+        .values_list("pk", "waiting")
+    )
+    with transaction.atomic():
+        for item in expired:
+            logger.warning(
+                "Issue %s: %d rows were claimed by a worker that stopped; re-queueing",
+                item["issue_id"], item["rows"],
+            )  # fmt: skip
+            _queue_batches(item["issue_id"], item["rows"])
+        for issue_id, waiting in stalled:
+            logger.warning("Issue %s: %d queued rows had no worker; re-queueing", issue_id, waiting)
+            _queue_batches(issue_id, waiting)
+    for issue_id in Issue.objects.filter(status=Status.SENDING).values_list("pk", flat=True):
+        finish_if_done(issue_id=issue_id)
+
+
+def lease_period() -> timedelta:
+    return timedelta(seconds=settings.NEWSLETTER_LEASE_SECONDS)
+
+
+# --- Progress ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    counts: dict[str, int]
+    total: int
+    rate: float  # recipients per second over the last minute
+    seconds_left: float | None
+    maybe_duplicates: int
+
+    @property
+    def done(self) -> int:
+        return self.counts[Row.SENT] + self.counts[Row.FAILED] + self.counts[Row.SKIPPED]
+
+
+def issue_progress(issue: Issue) -> Progress:
+    rows = Delivery.objects.filter(issue=issue)
+    counts = dict.fromkeys(Row.values, 0)
+    counts.update(dict(rows.values_list("status").annotate(n=Count("pk")).order_by()))
+    window = 60
+    recent = rows.filter(status=Row.SENT, sent_at__gte=timezone.now() - timedelta(seconds=window))
+    rate = recent.count() / window
+    left = counts[Row.QUEUED] + counts[Row.SENDING]
+    return Progress(
+        counts=counts,
+        total=sum(counts.values()),
+        rate=rate,
+        seconds_left=(left / rate) if rate and left else (0.0 if not left else None),
+        maybe_duplicates=rows.filter(maybe_duplicate=True).count(),
+    )
+
+
+# --- A send rate shared by every worker --------------------------------------------------
+
+
+class RateLimiter:
+    """Spaces sends so that all workers together stay under NEWSLETTER_MAX_RATE.
+
+    Each caller reserves its batch's share of time on one shared timeline (the
+    "theoretical arrival time" of GCRA) and sleeps until its turn. With Redis the
+    timeline lives there, shared by every worker; without it, in this process.
+    """
+
+    SCRIPT = """
+        local now = redis.call('TIME')
+        local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+        local tat = tonumber(redis.call('GET', KEYS[1]) or t)
+        if tat < t then tat = t end
+        local next_tat = tat + tonumber(ARGV[1])
+        local ttl = math.ceil((next_tat - t) * 1000) + 1000
+        redis.call('SET', KEYS[1], tostring(next_tat), 'PX', ttl)
+        return tostring(tat - t)
+    """
+    KEY = "advances:send-rate"
+
+    def __init__(self, rate: int, redis_url: str) -> None:
+        self.rate = rate
+        self._lock = threading.Lock()
+        self._tat = 0.0
+        self._script = None
+        if rate and redis_url:
+            import redis
+
+            self._script = redis.Redis.from_url(redis_url).register_script(self.SCRIPT)
+
+    def wait_for(self, recipients: int) -> float:
+        """Block until these recipients may be sent; returns the seconds waited."""
+        if not self.rate:
+            return 0.0
+        cost = recipients / self.rate
+        if self._script is not None:
+            wait = float(self._script(keys=[self.KEY], args=[cost]))
+        else:
+            with self._lock:
+                now = time.monotonic()
+                start = max(self._tat, now)
+                self._tat = start + cost
+                wait = start - now
+        if wait > 0:
+            time.sleep(wait)
+        return max(wait, 0.0)
+
+
+_limiters: dict[tuple[int, str], RateLimiter] = {}
+
+
+def limiter() -> RateLimiter:
+    key = (settings.NEWSLETTER_MAX_RATE, settings.REDIS_URL)
+    if key not in _limiters:
+        _limiters[key] = RateLimiter(*key)
+    return _limiters[key]
