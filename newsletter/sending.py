@@ -128,7 +128,7 @@ def start_issue(*, issue_id: int) -> int:
         issue.send_started_at = timezone.now()
         issue.save(update_fields=["rendered_html", "rendered_text", "status", "send_started_at"])
         queued = _snapshot_audience(issue)
-        _queue_batches(issue.pk, queued)
+        _queue_lanes(issue.pk, queued)
     logger.info("Issue %s: sending to %d readers", issue.pk, queued)
     if not queued:
         finish_if_done(issue_id=issue_id)
@@ -160,11 +160,14 @@ def _snapshot_audience(issue: Issue) -> int:
         return cursor.rowcount
 
 
-def _queue_batches(issue_id: int, rows: int) -> None:
+def _queue_lanes(issue_id: int, rows: int) -> None:
+    """Queue send tasks ("lanes") for this many rows, after commit. Each lane sends
+    batch after batch until nothing is left to claim, so the queue holds a few
+    messages per issue, not one per batch, and a pause or cancel empties it at once."""
     from newsletter import tasks
 
-    for _ in range(math.ceil(rows / batch_size())):
-        transaction.on_commit(partial(tasks.bulk_send_batch.delay, issue_id))
+    for _ in range(min(settings.NEWSLETTER_LANES, math.ceil(rows / batch_size()))):
+        transaction.on_commit(partial(tasks.bulk_send.delay, issue_id))
 
 
 def schedule_issue(*, issue_id: int, when: datetime) -> None:
@@ -200,7 +203,7 @@ def resume_issue(*, issue_id: int) -> int:
         remaining = Delivery.objects.filter(
             issue_id=issue_id, status__in=[Row.QUEUED, Row.SENDING]
         ).count()
-        _queue_batches(issue_id, remaining)
+        _queue_lanes(issue_id, remaining)
     return remaining
 
 
@@ -240,6 +243,29 @@ class Recipient:
     def metadata(self, issue_id: int) -> dict[str, str]:
         # ESP webhooks carry this back, mapping each event to its Delivery row.
         return {"issue": str(issue_id), "delivery": str(self.delivery_id)}
+
+
+def send_batches(*, issue_id: int, seconds: float = 60) -> float | None:
+    """Send batch after batch of this issue for about `seconds`.
+
+    Returns None when nothing is left to claim (or the issue stopped sending), else
+    how many seconds from now the lane should carry on: 0 when it stopped for time, a
+    short pause when the ESP failed after this run had made progress (a new task then
+    starts its backoff afresh). Raises RetryLater when the ESP failed before any
+    progress, for the task's own backoff.
+    """
+    deadline = time.monotonic() + seconds
+    progressed = False
+    while time.monotonic() < deadline:
+        try:
+            if not send_batch(issue_id=issue_id):
+                return None
+        except RetryLater:
+            if not progressed:
+                raise
+            return 1.0
+        progressed = True
+    return 0.0
 
 
 def send_batch(*, issue_id: int) -> int:
@@ -485,10 +511,10 @@ def run_periodic() -> None:
                 "Issue %s: %d rows were claimed by a worker that stopped; re-queueing",
                 item["issue_id"], item["rows"],
             )  # fmt: skip
-            _queue_batches(item["issue_id"], item["rows"])
+            _queue_lanes(item["issue_id"], item["rows"])
         for issue_id, waiting in stalled:
             logger.warning("Issue %s: %d queued rows had no worker; re-queueing", issue_id, waiting)
-            _queue_batches(issue_id, waiting)
+            _queue_lanes(issue_id, waiting)
     for issue_id in Issue.objects.filter(status=Status.SENDING).values_list("pk", flat=True):
         finish_if_done(issue_id=issue_id)
 

@@ -43,14 +43,17 @@ def send_issue_test(self: Task, issue_id: int, addresses: list[str], first_name:
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES)
-def bulk_send_batch(self: Task, issue_id: int) -> None:
+def bulk_send(self: Task, issue_id: int) -> None:
+    """One lane of an issue's send: batches until none is left (see sending.py)."""
     try:
-        sending.send_batch(issue_id=issue_id)
+        carry_on_in = sending.send_batches(issue_id=issue_id)
     except sending.RetryLater as error:
         if self.request.retries >= MAX_RETRIES:
             sending.pause_after_outage(issue_id=issue_id, error=str(error))
             return
         raise self.retry(exc=error, countdown=backoff(self.request.retries)) from error
+    if carry_on_in is not None:
+        bulk_send.apply_async((issue_id,), countdown=carry_on_in)
 
 
 @shared_task

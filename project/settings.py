@@ -211,6 +211,8 @@ NEWSLETTER_BATCH_SIZE = env_int("NEWSLETTER_BATCH_SIZE", 0)
 # How long a claimed batch belongs to its worker; after that the periodic task takes it
 # back. Longer than CELERY_TASK_TIME_LIMIT, so a live task never loses its claim.
 NEWSLETTER_LEASE_SECONDS = env_int("NEWSLETTER_LEASE_SECONDS", 600)
+# How many workers may send one issue at once (each a "lane" taking batch after batch).
+NEWSLETTER_LANES = env_int("NEWSLETTER_LANES", 16)
 # Recipients per second across all workers (shared through Redis); 0 is unlimited.
 NEWSLETTER_MAX_RATE = env_int("NEWSLETTER_MAX_RATE", 0)
 # ESP calls that fail for good before a send pauses itself.

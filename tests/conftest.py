@@ -1,10 +1,11 @@
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from django.db import connection
 from newsletter.models import Topic
 from project.celery import app as celery_app
 from tests.factories import SubscriberFactory
+from tests.fake_esp import FakeESP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -94,47 +96,40 @@ def database_url_of_test_database() -> str:
 
 
 class WorkerProcess:
-    def __init__(self, queues: str, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, queues: str, env: dict[str, str], log_path: Path, concurrency: int) -> None:
         self.queues = queues
         self.env = env
         self.log_path = log_path
+        self.concurrency = concurrency
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60) -> "WorkerProcess":
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "project",
-                "worker",
-                "--queues",
-                self.queues,
-                "--concurrency",
-                "2",
-                "--loglevel",
-                "INFO",
-                "--hostname",
-                f"test-{uuid.uuid4().hex[:8]}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
+                sys.executable, "-m", "celery", "-A", "project", "worker",
+                "--queues", self.queues, "--concurrency", str(self.concurrency),
+                "--loglevel", "INFO", "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
             ],
-            cwd=BASE_DIR,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+            cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a test can kill it whole
+        )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if " ready." in self.log_path.read_text(errors="replace"):
-                return
+            if " ready." in self.log_path.read_text(errors="replace")[offset:]:
+                return self
             if self.process.poll() is not None:
                 break
             time.sleep(0.2)
-        raise RuntimeError(f"Celery worker did not start:\n{self.log_path.read_text()}")
+        raise RuntimeError(f"Celery worker did not start:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once, as a crash would."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -142,7 +137,7 @@ class WorkerProcess:
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
     def log(self) -> str:
@@ -150,21 +145,50 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def celery_worker_on_redis(transactional_db: None, tmp_path: Path) -> Iterator[WorkerProcess]:
-    """A real worker process on the real Redis broker, consuming only the transactional
-    queue, with its outbox in tmp_path/outbox. Use with @pytest.mark.worker."""
+def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real worker processes on the real Redis broker, with the test database and
+    extra environment (e.g. an ESP). Use with @pytest.mark.worker."""
     broker = redis_url_for_tests()
-    client = redis.Redis.from_url(broker)
-    client.delete("transactional", "bulk", "unacked", "unacked_index")
+    redis.Redis.from_url(broker).delete("transactional", "bulk", "unacked", "unacked_index")
     celery_app.conf.task_always_eager = False
-    env = {
-        **os.environ,
-        "REDIS_URL": broker,
-        "DATABASE_URL": database_url_of_test_database(),
-        "EMAIL_FILE_PATH": str(tmp_path / "outbox"),
-        "ESP": "",
-    }
-    worker = WorkerProcess("transactional", env, tmp_path / "worker.log")
-    worker.start()
-    yield worker
-    worker.stop()
+    workers: list[WorkerProcess] = []
+
+    def start(
+        queues: str = "transactional,bulk", concurrency: int = 2, **extra_env: str
+    ) -> WorkerProcess:
+        env = {
+            **os.environ,
+            "REDIS_URL": broker,
+            "DATABASE_URL": database_url_of_test_database(),
+            "EMAIL_FILE_PATH": str(tmp_path / "outbox"),
+            "ESP": "",
+            **extra_env,
+        }
+        worker = WorkerProcess(queues, env, tmp_path / "worker.log", concurrency)
+        workers.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def celery_worker_on_redis(start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
+    """A worker consuming only the transactional queue, its outbox in tmp_path/outbox."""
+    return start_worker(queues="transactional")
+
+
+@pytest.fixture
+def fake_esp() -> Iterator[FakeESP]:
+    with FakeESP() as esp:
+        yield esp
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 60, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())

@@ -192,3 +192,49 @@ def test_piece_list_flags_overdue_review_and_hard_reading(client):
     content = client.get(reverse("admin:newsletter_educationpiece_changelist")).content.decode()
     assert "Review overdue since 2025-01-01" in content
     assert "aim for 8 or below" in content
+
+
+def test_editors_cannot_send_and_do_not_see_the_send_action(client, demo_issue):
+    c = editor_client(client, "Editors")
+    assert (
+        c.post(
+            reverse("admin:newsletter_issue_send", args=[demo_issue.pk]), {"action": "send"}
+        ).status_code
+        == 403
+    )
+    demo_issue.refresh_from_db()
+    assert demo_issue.status == "draft"
+    page = c.get(reverse("admin:newsletter_issue_change", args=[demo_issue.pk])).content.decode()
+    assert "Send…" not in page
+    assert "Preview and test" in page
+
+
+def test_publisher_confirms_then_sends_and_sees_progress(
+    client, demo_issue, main_topic, subscriber_factory, django_capture_on_commit_callbacks
+):
+    subscriber_factory.create_batch(3, topics=[main_topic])
+    c = editor_client(client, "Publishers")
+    url = reverse("admin:newsletter_issue_send", args=[demo_issue.pk])
+
+    confirm = c.get(url).content.decode()
+    assert "Yes, send to 3 readers now" in confirm
+    assert "Advances: 3" in confirm
+    with django_capture_on_commit_callbacks(execute=True):
+        response = c.post(url, {"action": "send"})
+
+    assert response.status_code == 302
+    progress = c.get(response["Location"]).content.decode()
+    assert "Sent" in progress
+    assert len(mail.outbox) == 3
+    demo_issue.refresh_from_db()
+    assert demo_issue.status == "sent"
+
+
+def test_publisher_schedules_an_issue_only_in_the_future(client, demo_issue):
+    c = editor_client(client, "Publishers")
+    url = reverse("admin:newsletter_issue_send", args=[demo_issue.pk])
+    page = c.post(url, {"action": "schedule", "schedule": "1", "when": "2000-01-01T10:00"})
+    assert "Choose a time in the future" in page.content.decode()
+    c.post(url, {"action": "schedule", "schedule": "1", "when": "2999-01-01T10:00"})
+    demo_issue.refresh_from_db()
+    assert demo_issue.status == "scheduled"

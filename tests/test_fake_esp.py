@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,6 @@ from tests.fake_esp import FakeESP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 FROM = "Advances <advances@mg.example.org>"
-
-
-@pytest.fixture
-def fake_esp() -> Iterator[FakeESP]:
-    with FakeESP() as esp:
-        yield esp
 
 
 def mailgun(esp: FakeESP, **kwargs: Any) -> Any:

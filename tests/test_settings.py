@@ -84,7 +84,10 @@ def test_celery_routes_issue_dispatch_to_bulk_and_the_rest_to_transactional():
     assert (
         router.route({}, "newsletter.tasks.send_subscriber_email")["queue"].name == "transactional"
     )
-    assert router.route({}, "newsletter.tasks.bulk_send_batch")["queue"].name == "bulk"
+    bulk = router.route({}, "newsletter.tasks.bulk_send")["queue"]
+    assert (bulk.name, bulk.routing_key, bulk.exchange.name) == ("bulk", "bulk", "bulk")
+    transactional = router.route({}, "newsletter.tasks.send_subscriber_email")["queue"]
+    assert transactional.routing_key == "transactional"
     assert app.conf.task_acks_late
     assert app.conf.task_reject_on_worker_lost
     assert app.conf.worker_prefetch_multiplier == 1
