@@ -59,5 +59,9 @@ beat: install
 	mkdir -p var
 	$(DEV_ENV) $(BIN)/celery -A project beat --loglevel INFO --schedule var/celerybeat-schedule
 
+# The dispatch benchmark (PostgreSQL and Redis on 127.0.0.1): writes benchmarks/RESULTS.md.
+bench: install
+	$(BIN)/python benchmarks/bench.py
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

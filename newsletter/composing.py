@@ -5,7 +5,6 @@ filled in by cheap substitution (`personalise`) or handed to the ESP as merge da
 its own placeholder syntax (`in_esp_syntax`). No template is rendered per recipient.
 """
 
-import html
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -87,7 +86,7 @@ READING_GRADE_TARGET = 8
 # --- Per-recipient placeholders ---------------------------------------------------------
 
 # The values each recipient gets; the rendered issue carries [[advances.NAME]] for each.
-PLACEHOLDERS = ("salutation", "salutation_html", "unsubscribe_url", "preferences_url")
+PLACEHOLDERS = ("salutation", "unsubscribe_url", "preferences_url")
 PLACEHOLDER_RE = re.compile(r"\[\[advances\.(\w+)\]\]")
 
 
@@ -95,11 +94,17 @@ def placeholder(name: str) -> str:
     return f"[[advances.{name}]]"
 
 
-def recipient_values(*, first_name: str, unsubscribe_url: str, preferences_url: str) -> dict:
-    salutation = f"Hello {first_name}," if first_name else "Hello,"
+# A name is shown as text in both parts; without these it needs no escaping in HTML, so
+# one value serves the HTML and the text part (and an ESP merges one value, not two).
+NOT_IN_NAMES = str.maketrans("", "", '<>&"')
+
+
+def recipient_values(
+    *, first_name: str, unsubscribe_url: str, preferences_url: str
+) -> dict[str, str]:
+    name = first_name.translate(NOT_IN_NAMES).strip()
     return {
-        "salutation": salutation,
-        "salutation_html": html.escape(salutation),
+        "salutation": f"Hello {name}," if name else "Hello,",
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,
     }

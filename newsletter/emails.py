@@ -5,6 +5,7 @@ unsubscribe link and one-click List-Unsubscribe headers (DESIGN.md rule 5).
 """
 
 from dataclasses import replace
+from functools import lru_cache
 
 import css_inline
 from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
@@ -41,12 +42,15 @@ def subscriber_links(
     subscriber: Subscriber, names: tuple[str, ...] = ("confirm", "unsubscribe", "preferences")
 ) -> dict[str, str]:
     """Absolute, signed links for this subscriber, one purpose each."""
-    return {
-        name: absolute_url(
-            reverse(f"newsletter:{name}", args=[make_token(subscriber, Purpose(name))])
-        )
-        for name in names
-    }
+    return {name: link_prefix(name) + make_token(subscriber, Purpose(name)) + "/" for name in names}
+
+
+@lru_cache(maxsize=8)
+def link_prefix(name: str) -> str:
+    # Reversed once per process, not once per recipient: sending builds two links for
+    # every reader of an issue.
+    marker = "TOKEN"
+    return absolute_url(reverse(f"newsletter:{name}", args=[marker])).rsplit(marker, 1)[0]
 
 
 def unsubscribe_header(unsubscribe_url: str) -> str:

@@ -347,21 +347,21 @@ def _send_merged(
 ) -> None:
     rendered = _snapshot(issue.pk, issue.subject, issue.rendered_html, issue.rendered_text)
     merged = rendered.in_esp_syntax(profile.merge_format)
+    # The ESP fills its own merge fields in headers too, so each reader's
+    # List-Unsubscribe comes from the same merge value as the link in the body.
+    unsubscribe = emails.unsubscribe_header(profile.merge_format.format("unsubscribe_url"))
     message = AnymailMessage(
         subject=merged.subject,
         body=merged.text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[r.email for r in recipients],
-        headers=emails.shared_list_headers(),
+        headers={"List-Unsubscribe": unsubscribe, **emails.shared_list_headers()},
+        metadata={"issue": str(issue.pk)},
     )
     message.attach_alternative(merged.html, "text/html")
-    values = {r.email: r.values() for r in recipients}
-    message.merge_data = values
-    message.merge_headers = {
-        email: {"List-Unsubscribe": emails.unsubscribe_header(v["unsubscribe_url"])}
-        for email, v in values.items()
-    }
-    message.merge_metadata = {r.email: r.metadata(issue.pk) for r in recipients}
+    message.merge_data = {r.email: r.values() for r in recipients}
+    # ESP webhooks carry this back, mapping each event to its Delivery row.
+    message.merge_metadata = {r.email: {"delivery": str(r.delivery_id)} for r in recipients}
     try:
         message.send()
     except AnymailError as error:
@@ -377,15 +377,19 @@ def _send_merged(
     for email, recipient_status in (status.recipients or {}).items():
         target = accepted if recipient_status.status not in ("rejected", "invalid") else rejected
         target.append((by_email[email], recipient_status.message_id or ""))
-    message_ids = {message_id for _, message_id in accepted}
-    for message_id in message_ids:
-        Delivery.objects.filter(
-            claim=claim, pk__in=[r.delivery_id for r, mid in accepted if mid == message_id]
-        ).update(
-            status=Row.SENT, esp_message_id=message_id, sent_at=timezone.now(), lease_until=None
-        )
     for recipient, _ in rejected:
         _reject(claim, recipient, "rejected by the ESP")
+    # Mailgun gives one id per call: usually a single UPDATE marks the whole batch.
+    by_message_id: dict[str, list[int]] = {}
+    for recipient, message_id in accepted:
+        by_message_id.setdefault(message_id, []).append(recipient.delivery_id)
+    whole_batch = len(by_message_id) == 1 and len(accepted) == len(recipients)
+    now = timezone.now()
+    for message_id, ids in by_message_id.items():
+        rows = Delivery.objects.filter(claim=claim, status=Row.SENDING)
+        if not whole_batch:
+            rows = rows.filter(pk__in=ids)
+        rows.update(status=Row.SENT, esp_message_id=message_id, sent_at=now, lease_until=None)
 
 
 def _send_one_by_one(issue: Issue, claim: str, recipients: list[Recipient]) -> None:

@@ -97,12 +97,13 @@ def test_css_is_inlined_and_nothing_is_loaded_from_elsewhere(issue):
     assert "@import" not in rendered.html
 
 
-def test_personalise_fills_each_placeholder_escaping_the_name_in_html(issue):
+def test_personalise_fills_each_placeholder_and_markup_in_a_name_cannot_inject(issue):
     personal = composing.render_issue(issue).personalise(VALUES)
 
     assert "[[advances." not in personal.html + personal.text
-    assert "Hello Ann &lt;b&gt;," in personal.html
-    assert "Hello Ann <b>," in personal.text
+    assert "Hello Ann b," in personal.html
+    assert "Hello Ann b," in personal.text
+    assert "<b>" not in personal.html.split("Hello", 1)[1][:20]
     assert 'href="https://advances.test/newsletter/unsubscribe/TOKEN-U/"' in personal.html
     assert "Unsubscribe: https://advances.test/newsletter/unsubscribe/TOKEN-U/" in personal.text
     assert "https://advances.test/newsletter/preferences/TOKEN-P/" in personal.html
