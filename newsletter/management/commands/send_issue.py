@@ -40,7 +40,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"\r[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total}"
                 f" sent {progress.counts['sent']} failed {progress.counts['failed']}"
-                f" skipped {progress.counts['skipped']} {progress.rate:.0f}/s",
+                f" skipped {progress.counts['skipped']} {progress.rate:.1f}/s",
                 ending="",
             )
             self.stdout.flush()
