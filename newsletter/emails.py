@@ -18,7 +18,7 @@ from newsletter import composing
 from newsletter.composing import RenderedIssue
 from newsletter.models import Issue, Subscriber
 from newsletter.subscriptions import SubscriberEmail
-from newsletter.tokens import Purpose, make_token
+from newsletter.tokens import Purpose, token_for
 
 SUBJECTS = {
     SubscriberEmail.CONFIRM: "Please confirm your Advances subscription",
@@ -42,7 +42,14 @@ def subscriber_links(
     subscriber: Subscriber, names: tuple[str, ...] = ("confirm", "unsubscribe", "preferences")
 ) -> dict[str, str]:
     """Absolute, signed links for this subscriber, one purpose each."""
-    return {name: link_prefix(name) + make_token(subscriber, Purpose(name)) + "/" for name in names}
+    return signed_links(subscriber.pk, subscriber.secret, names)
+
+
+def signed_links(subscriber_id: int, secret: str, names: tuple[str, ...]) -> dict[str, str]:
+    return {
+        name: link_prefix(name) + token_for(subscriber_id, secret, Purpose(name)) + "/"
+        for name in names
+    }
 
 
 @lru_cache(maxsize=8)

@@ -223,6 +223,9 @@ def cancel_issue(*, issue_id: int) -> bool:
 # --- One batch ---------------------------------------------------------------------------
 
 
+LINKS = ("unsubscribe", "preferences")
+
+
 @dataclass(frozen=True)
 class Recipient:
     delivery_id: int
@@ -232,8 +235,7 @@ class Recipient:
     secret: str
 
     def values(self) -> dict[str, str]:
-        person = Subscriber(pk=self.subscriber_id, secret=self.secret)
-        links = emails.subscriber_links(person, ("unsubscribe", "preferences"))
+        links = emails.signed_links(self.subscriber_id, self.secret, LINKS)
         return composing.recipient_values(
             first_name=self.first_name,
             unsubscribe_url=links["unsubscribe"],

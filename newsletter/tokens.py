@@ -8,7 +8,9 @@ preferences page. Rotating a subscriber's secret (or erasing them) voids every l
 import enum
 import hmac
 from datetime import timedelta
+from functools import cache
 
+from django.conf import settings
 from django.core import signing
 
 from newsletter.errors import NewsletterError
@@ -37,8 +39,19 @@ def _salt(purpose: Purpose) -> str:
     return f"advances.newsletter.{purpose}"
 
 
+@cache
+def _signer(purpose: Purpose, key: str) -> signing.TimestampSigner:
+    # One signer per purpose (and key): sending signs two links for every reader.
+    return signing.TimestampSigner(key=key, salt=_salt(purpose))
+
+
 def make_token(subscriber: Subscriber, purpose: Purpose) -> str:
-    return signing.dumps([subscriber.pk, subscriber.secret], salt=_salt(purpose))
+    return token_for(subscriber.pk, subscriber.secret, purpose)
+
+
+def token_for(subscriber_id: int, secret: str, purpose: Purpose) -> str:
+    """The same token as make_token, from the two values it signs."""
+    return _signer(purpose, settings.SECRET_KEY).sign_object([subscriber_id, secret])
 
 
 def read_token(token: str, purpose: Purpose, *, max_age: timedelta | None = None) -> Subscriber:
