@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -64,7 +65,12 @@ def path_of(url: str) -> str:
 # --- A real Celery worker on a real Redis broker -------------------------------------
 
 
-TEST_BROKER_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+# Without REDIS_URL, each checkout gets its own Redis database (8 to 15), so two test
+# runs on one machine never take each other's tasks.
+TEST_BROKER_URL = (
+    os.environ.get("REDIS_URL")
+    or f"redis://127.0.0.1:6379/{8 + zlib.crc32(str(BASE_DIR).encode()) % 8}"
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
