@@ -108,6 +108,69 @@ def test_signup_rate_limit_per_ip(client, settings, django_capture_on_commit_cal
     )
 
 
+@pytest.mark.parametrize("remote_addr", ["", "not-an-ip", "unix:/run/gunicorn.sock"])
+def test_signup_without_a_usable_client_address_is_accepted(
+    client, remote_addr, django_capture_on_commit_callbacks, caplog
+):
+    # An app server on a Unix socket leaves REMOTE_ADDR empty; django-ratelimit's "ip"
+    # key raised on it, a 500 for every signup.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("newsletter:subscribe"), {"email": "ann@example.com"}, REMOTE_ADDR=remote_addr
+        )
+
+    assert response.status_code == 302
+    event = Subscriber.objects.get(email="ann@example.com").consent_events.get()
+    assert event.ip_address is None
+    assert "per-IP signup limit does not apply" in caplog.text
+    assert links_in(mail.outbox[0], "/newsletter/confirm/")
+
+
+def test_per_ip_signup_limit_counts_an_ipv6_slash_64_as_one_client(
+    client, settings, django_capture_on_commit_callbacks
+):
+    settings.NEWSLETTER_SIGNUP_RATE_IP = "2/h"
+    statuses = [
+        signup_from(client, django_capture_on_commit_callbacks, f"r{n}@example.com", address)
+        for n, address in enumerate(["2001:db8::1", "2001:db8::2", "2001:db8::ffff:1"])
+    ]
+    assert statuses == [302, 302, 429]
+    assert (
+        signup_from(client, django_capture_on_commit_callbacks, "r9@example.com", "2001:db8:1::1")
+        == 302
+    )
+
+
+def signup_from(client: Client, capture, email: str, address: str) -> int:
+    with capture(execute=True):
+        response = client.post(
+            reverse("newsletter:subscribe"), {"email": email}, REMOTE_ADDR=address
+        )
+    return response.status_code
+
+
+@pytest.mark.parametrize("zoned", ["2001:db8:1000:1000:1000:1000:1000:1000%eth0", "fe80::1%0"])
+def test_an_ipv6_zone_is_dropped_from_the_consent_log(client, zoned):
+    # Past 39 characters Django stores the text as it is, and PostgreSQL's inet type
+    # refuses a zone: that was a 500.
+    response = client.post(
+        reverse("newsletter:subscribe"), {"email": "ann@example.com"}, REMOTE_ADDR=zoned
+    )
+    assert response.status_code == 302
+    event = Subscriber.objects.get(email="ann@example.com").consent_events.get()
+    assert event.ip_address == zoned.split("%")[0]
+
+
+@pytest.mark.parametrize("referer", ["http://[", "https://[::1/newsletter/"])
+def test_a_referer_that_is_not_a_url_does_not_stop_a_signup(client, referer):
+    response = client.post(
+        reverse("newsletter:subscribe"), {"email": "ann@example.com"}, HTTP_REFERER=referer
+    )
+    assert response.status_code == 302
+    event = Subscriber.objects.get(email="ann@example.com").consent_events.get()
+    assert event.source == reverse("newsletter:subscribe")
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
