@@ -171,6 +171,19 @@ def test_a_referer_that_is_not_a_url_does_not_stop_a_signup(client, referer):
     assert event.source == reverse("newsletter:subscribe")
 
 
+def test_nul_bytes_from_the_client_headers_are_kept_out_of_the_consent_log(client):
+    # PostgreSQL's text fields cannot contain NUL: storing it was a 500.
+    response = client.post(
+        reverse("newsletter:subscribe"),
+        {"email": "ann@example.com"},
+        HTTP_USER_AGENT="Mozilla/5.0\x00evil",
+        HTTP_REFERER="https://advances.test/a\x00b",
+    )
+    assert response.status_code == 302
+    event = Subscriber.objects.get(email="ann@example.com").consent_events.get()
+    assert (event.user_agent, event.source) == ("Mozilla/5.0\ufffdevil", "/a\ufffdb")
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
