@@ -184,6 +184,21 @@ def test_nul_bytes_from_the_client_headers_are_kept_out_of_the_consent_log(clien
     assert (event.user_agent, event.source) == ("Mozilla/5.0\ufffdevil", "/a\ufffdb")
 
 
+@pytest.mark.parametrize("topic", [str(2**63), str(-(2**63) - 1), "9" * 30])
+def test_a_topic_number_past_64_bits_is_a_form_error(client, subscriber_factory, topic):
+    # SQLite raised OverflowError on it: a 500 on the embedded default.
+    signup = client.post(
+        reverse("newsletter:subscribe"), {"email": "ann@example.com", "topics": topic}
+    )
+    assert signup.status_code == 400
+    assert signup.context["form"].errors["topics"]
+    assert not Subscriber.objects.filter(email="ann@example.com").exists()
+
+    subscriber = subscriber_factory()
+    url = reverse("newsletter:preferences", args=[make_token(subscriber, Purpose.PREFERENCES)])
+    assert client.post(url, {"first_name": "Ann", "topics": topic}).status_code == 400
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
