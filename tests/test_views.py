@@ -184,6 +184,18 @@ def test_nul_bytes_from_the_client_headers_are_kept_out_of_the_consent_log(clien
     assert (event.user_agent, event.source) == ("Mozilla/5.0\ufffdevil", "/a\ufffdb")
 
 
+def test_signup_with_a_topic_that_no_longer_exists_says_why(client, main_topic):
+    # An editor may delete a topic while a reader has the form open; the topics error
+    # was not shown, leaving the reader with the same form and no reason.
+    response = client.post(
+        reverse("newsletter:subscribe"),
+        {"email": "ann@example.com", "topics": [main_topic.pk, 999]},
+    )
+    assert response.status_code == 400
+    assert b'id="topics-errors"' in response.content
+    assert b"999 is not one of the available choices" in response.content
+
+
 @pytest.mark.parametrize("topic", [str(2**63), str(-(2**63) - 1), "9" * 30])
 def test_a_topic_number_past_64_bits_is_a_form_error(client, subscriber_factory, topic):
     # SQLite raised OverflowError on it: a 500 on the embedded default.
