@@ -298,6 +298,15 @@ def test_every_public_page_has_no_wcag_violations_and_fits_a_phone(
         submit_signup(page, "not-an-address")
         expect(page.get_by_text("Enter a valid email address.")).to_be_visible()
 
+    def topic_gone(page: Page) -> None:
+        # An editor deletes a topic while the reader has the form open.
+        doomed = Topic.objects.create(name="Clinical trials", slug="clinical-trials")
+        page.goto("/newsletter/subscribe/")
+        page.get_by_label("Clinical trials").check()
+        doomed.delete()
+        submit_signup(page, "ann@example.com")
+        expect(page.locator("#topics-errors")).to_contain_text("not one of the available")
+
     def csrf_failure(page: Page) -> None:
         page.goto("/newsletter/subscribe/")
         page.context.clear_cookies()
@@ -319,6 +328,7 @@ def test_every_public_page_has_no_wcag_violations_and_fits_a_phone(
         ("home", goto("/"), "Advances: our free cancer e-newsletter"),
         ("subscribe", goto("/newsletter/subscribe/"), "Subscribe to Advances"),
         ("subscribe with errors", invalid_address, "Subscribe to Advances"),
+        ("subscribe, topic gone", topic_gone, "Subscribe to Advances"),
         ("check your inbox", goto("/newsletter/subscribe/check-your-inbox/"), "Check your inbox"),
         ("confirm", goto(confirm_pending), "Confirm your subscription"),
         ("confirmed", confirm, "You're subscribed"),
