@@ -13,7 +13,7 @@ WEB_WORKERS ?= 3
 # The embedded default runs with DEBUG on and no services; production sets DEBUG off.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: install run migrate seed serve test lint format worker beat bench clean
+.PHONY: install browser-deps run migrate seed serve test lint format worker beat bench clean
 
 install: $(STAMP)
 
@@ -33,7 +33,18 @@ run: seed
 	@echo "Advances: http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/, emails: var/outbox/)"
 	$(DEV_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-test: install
+# The browser tests need Debian's Chromium: without it they are skipped, and fail under
+# CI, so CI's `make test` installs it first (as root); a developer's does not need root.
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	else \
+		echo "browser-deps: /usr/bin/chromium is missing; as root run:"; \
+		echo "  apt-get update && apt-get install -y --no-install-recommends chromium"; \
+	fi
+
+test: install $(if $(CI),browser-deps)
 	$(BIN)/python -m pytest
 
 lint: install

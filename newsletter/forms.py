@@ -1,4 +1,5 @@
 from datetime import datetime
+from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -33,11 +34,32 @@ class NameField(forms.CharField):
         return text
 
 
+def out_of_key_range(value: object) -> bool:
+    """Whether a value is a number no primary key (a signed 64-bit integer) can be.
+    SQLite raises OverflowError for one instead of finding nothing."""
+    try:
+        number = int(str(value))
+    except ValueError:
+        return False  # not a number at all: the field's own check says so
+    return not -(2**63) <= number < 2**63
+
+
 class TopicsField(forms.ModelMultipleChoiceField):
     widget = forms.CheckboxSelectMultiple
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(queryset=Topic.objects.all(), **kwargs)
+
+    def clean(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            for pk in value:
+                if out_of_key_range(pk):
+                    raise ValidationError(
+                        self.error_messages["invalid_pk_value"],
+                        code="invalid_pk_value",
+                        params={"pk": pk},
+                    )
+        return super().clean(value)
 
 
 class SubscribeForm(forms.Form):

@@ -212,8 +212,15 @@ def _log(
         subscriber=subscriber,
         kind=kind,
         ip_address=origin.ip_address,
-        user_agent=origin.user_agent[:500],
-        source=origin.source[:200],
+        user_agent=_storable(origin.user_agent)[:500],
+        source=_storable(origin.source)[:200],
         wording=wording,
         detail=detail or {},
     )
+
+
+def _storable(text: str) -> str:
+    """Text from the client as the consent log can keep it: PostgreSQL's text types
+    refuse NUL, so each NUL is kept as U+FFFD (the mark of a character that could not be
+    represented) instead of failing the request."""
+    return text.replace("\x00", "\ufffd")

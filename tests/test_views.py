@@ -108,6 +108,109 @@ def test_signup_rate_limit_per_ip(client, settings, django_capture_on_commit_cal
     )
 
 
+@pytest.mark.parametrize("remote_addr", ["", "not-an-ip", "unix:/run/gunicorn.sock"])
+def test_signup_without_a_usable_client_address_is_accepted(
+    client, remote_addr, django_capture_on_commit_callbacks, caplog
+):
+    # An app server on a Unix socket leaves REMOTE_ADDR empty; django-ratelimit's "ip"
+    # key raised on it, a 500 for every signup.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("newsletter:subscribe"), {"email": "ann@example.com"}, REMOTE_ADDR=remote_addr
+        )
+
+    assert response.status_code == 302
+    event = Subscriber.objects.get(email="ann@example.com").consent_events.get()
+    assert event.ip_address is None
+    assert "per-IP signup limit does not apply" in caplog.text
+    assert links_in(mail.outbox[0], "/newsletter/confirm/")
+
+
+def test_per_ip_signup_limit_counts_an_ipv6_slash_64_as_one_client(
+    client, settings, django_capture_on_commit_callbacks
+):
+    settings.NEWSLETTER_SIGNUP_RATE_IP = "2/h"
+    statuses = [
+        signup_from(client, django_capture_on_commit_callbacks, f"r{n}@example.com", address)
+        for n, address in enumerate(["2001:db8::1", "2001:db8::2", "2001:db8::ffff:1"])
+    ]
+    assert statuses == [302, 302, 429]
+    assert (
+        signup_from(client, django_capture_on_commit_callbacks, "r9@example.com", "2001:db8:1::1")
+        == 302
+    )
+
+
+def signup_from(client: Client, capture, email: str, address: str) -> int:
+    with capture(execute=True):
+        response = client.post(
+            reverse("newsletter:subscribe"), {"email": email}, REMOTE_ADDR=address
+        )
+    return response.status_code
+
+
+@pytest.mark.parametrize("zoned", ["2001:db8:1000:1000:1000:1000:1000:1000%eth0", "fe80::1%0"])
+def test_an_ipv6_zone_is_dropped_from_the_consent_log(client, zoned):
+    # Past 39 characters Django stores the text as it is, and PostgreSQL's inet type
+    # refuses a zone: that was a 500.
+    response = client.post(
+        reverse("newsletter:subscribe"), {"email": "ann@example.com"}, REMOTE_ADDR=zoned
+    )
+    assert response.status_code == 302
+    event = Subscriber.objects.get(email="ann@example.com").consent_events.get()
+    assert event.ip_address == zoned.split("%")[0]
+
+
+@pytest.mark.parametrize("referer", ["http://[", "https://[::1/newsletter/"])
+def test_a_referer_that_is_not_a_url_does_not_stop_a_signup(client, referer):
+    response = client.post(
+        reverse("newsletter:subscribe"), {"email": "ann@example.com"}, HTTP_REFERER=referer
+    )
+    assert response.status_code == 302
+    event = Subscriber.objects.get(email="ann@example.com").consent_events.get()
+    assert event.source == reverse("newsletter:subscribe")
+
+
+def test_nul_bytes_from_the_client_headers_are_kept_out_of_the_consent_log(client):
+    # PostgreSQL's text fields cannot contain NUL: storing it was a 500.
+    response = client.post(
+        reverse("newsletter:subscribe"),
+        {"email": "ann@example.com"},
+        HTTP_USER_AGENT="Mozilla/5.0\x00evil",
+        HTTP_REFERER="https://advances.test/a\x00b",
+    )
+    assert response.status_code == 302
+    event = Subscriber.objects.get(email="ann@example.com").consent_events.get()
+    assert (event.user_agent, event.source) == ("Mozilla/5.0\ufffdevil", "/a\ufffdb")
+
+
+def test_signup_with_a_topic_that_no_longer_exists_says_why(client, main_topic):
+    # An editor may delete a topic while a reader has the form open; the topics error
+    # was not shown, leaving the reader with the same form and no reason.
+    response = client.post(
+        reverse("newsletter:subscribe"),
+        {"email": "ann@example.com", "topics": [main_topic.pk, 999]},
+    )
+    assert response.status_code == 400
+    assert b'id="topics-errors"' in response.content
+    assert b"999 is not one of the available choices" in response.content
+
+
+@pytest.mark.parametrize("topic", [str(2**63), str(-(2**63) - 1), "9" * 30])
+def test_a_topic_number_past_64_bits_is_a_form_error(client, subscriber_factory, topic):
+    # SQLite raised OverflowError on it: a 500 on the embedded default.
+    signup = client.post(
+        reverse("newsletter:subscribe"), {"email": "ann@example.com", "topics": topic}
+    )
+    assert signup.status_code == 400
+    assert signup.context["form"].errors["topics"]
+    assert not Subscriber.objects.filter(email="ann@example.com").exists()
+
+    subscriber = subscriber_factory()
+    url = reverse("newsletter:preferences", args=[make_token(subscriber, Purpose.PREFERENCES)])
+    assert client.post(url, {"first_name": "Ann", "topics": topic}).status_code == 400
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

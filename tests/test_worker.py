@@ -10,7 +10,12 @@ from django.urls import reverse
 
 from newsletter.models import Subscriber
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+# Serialized rollback restores the migrations' data (the main topic) that the flush
+# after any earlier transactional test (the browser tests) takes away.
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 
 def wait_for_files(directory: Path, count: int, timeout: float = 30) -> list[Path]:
