@@ -201,6 +201,9 @@ CONTENT_SECURITY_POLICY = {
         "object-src": [NONE],
     },
 }
+# Failed admin logins allowed per client IP and, separately, per username within the
+# window; the next attempt is answered 429 until the window ends (project.security).
+ADMIN_LOGIN_RATE = os.environ.get("ADMIN_LOGIN_RATE", "10/15m")
 
 # --- Email. Without ESP, each message becomes one .eml file in var/outbox/.
 # With ESP=mailgun (postmark, amazon_ses, ...), Anymail's backend for it, configured

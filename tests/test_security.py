@@ -257,3 +257,57 @@ def test_admin_cookies_are_secure_http_only_and_last_a_working_day(client):
     session = login.cookies["sessionid"]
     assert (session["secure"], session["httponly"], session["samesite"]) == (True, True, "Lax")
     assert session["max-age"] == 8 * 60 * 60
+
+
+# --- Admin login throttling ----------------------------------------------------------------
+
+
+def log_in(client: Client, username: str, password: str, ip: str) -> HttpResponse:
+    return client.post(
+        reverse("admin:login"), {"username": username, "password": password}, REMOTE_ADDR=ip
+    )
+
+
+def test_admin_login_is_refused_after_too_many_failures_from_one_ip(client, settings):
+    settings.ADMIN_LOGIN_RATE = "3/15m"
+    UserFactory(username="editor")
+
+    failures = [log_in(client, f"guess{n}", "wrong", "203.0.113.9") for n in range(3)]
+    refused = log_in(client, "editor", "a-long-test-password", "203.0.113.9")
+
+    assert [response.status_code for response in failures] == [200, 200, 200]
+    assert refused.status_code == 429
+    assert b"Too many attempts" in refused.content
+    assert "_auth_user_id" not in client.session  # even the right password is not tried
+    assert log_in(client, "editor", "a-long-test-password", "203.0.113.10").status_code == 302
+
+
+def test_admin_login_is_refused_after_too_many_failures_for_one_username(client, settings):
+    settings.ADMIN_LOGIN_RATE = "3/15m"
+    UserFactory(username="editor")
+    UserFactory(username="publisher")
+
+    failures = [log_in(client, "editor", "wrong", f"203.0.113.{n}") for n in range(3)]
+
+    assert [response.status_code for response in failures] == [200, 200, 200]
+    assert log_in(client, "Editor", "a-long-test-password", "198.51.100.1").status_code == 429
+    assert log_in(client, "publisher", "a-long-test-password", "198.51.100.1").status_code == 302
+
+
+def test_successful_admin_logins_do_not_count_as_failures(client, settings):
+    settings.ADMIN_LOGIN_RATE = "2/15m"
+    UserFactory(username="editor")
+
+    statuses = [
+        log_in(client, "editor", "a-long-test-password", "203.0.113.9").status_code
+        for _ in range(4)
+    ]
+
+    assert statuses == [302, 302, 302, 302]
+
+
+def test_the_login_form_still_shows_while_logins_are_throttled(client, settings):
+    settings.ADMIN_LOGIN_RATE = "1/15m"
+    log_in(client, "editor", "wrong", "203.0.113.9")
+    assert log_in(client, "editor", "wrong", "203.0.113.9").status_code == 429
+    assert client.get(reverse("admin:login"), REMOTE_ADDR="203.0.113.9").status_code == 200
