@@ -1,3 +1,5 @@
+from csp.constants import UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -5,6 +7,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 
 from newsletter import composing, sending, tasks
 from newsletter.forms import EducationPieceAdminForm, IssueAdminForm, ScheduleForm, TestSendForm
@@ -135,6 +138,10 @@ class IssueAdmin(admin.ModelAdmin):
             raise PermissionDenied
         return issue
 
+    # The email is shown in <iframe sandbox srcdoc>, and a srcdoc document inherits this
+    # page's Content-Security-Policy: its <style> block, inline styles and remote images
+    # must load, here only. The sandbox (no scripts, opaque origin) still confines it.
+    @method_decorator(csp_update({"style-src": [UNSAFE_INLINE], "img-src": ["https:"]}))
     def preview_view(self, request: HttpRequest, issue_id: int) -> HttpResponse:
         issue = self._issue_for(request, issue_id)
         rendered = composing.render_issue(issue)

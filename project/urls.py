@@ -2,11 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from newsletter import views
+from project.security import throttle_failed_logins
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("newsletter/", include("newsletter.urls")),
+    # Ahead of admin.site.urls, so the admin's own login URL is the throttled one.
+    path("admin/login/", throttle_failed_logins(admin.site.login)),
     path("admin/", admin.site.urls),
 ]
 

@@ -2,9 +2,12 @@
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -93,3 +96,41 @@ def test_celery_routes_issue_dispatch_to_bulk_and_the_rest_to_transactional():
     assert app.conf.worker_prefetch_multiplier == 1
     assert app.conf.broker_transport_options["visibility_timeout"] > app.conf.task_time_limit
     assert app.conf.accept_content == ["json"]
+
+
+def deploy_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`manage.py check --deploy` under production settings: only what the environment
+    names, none of the test run's own relaxations (SECURE_SSL_REDIRECT=false, ...)."""
+    keep = {"PATH", "HOME", "LANG", "DATABASE_URL", "VAR_DIR", "PYTHONPATH"}
+    clean = {k: v for k, v in os.environ.items() if k in keep}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=BASE_DIR,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "project.settings", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+# What a real deployment sets (README "Deploying"); the webhook secret too, since the
+# ESP webhooks must not be open in production.
+PRODUCTION = {
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "ALLOWED_HOSTS": "news.example.org",
+    "SITE_URL": "https://news.example.org",
+    "ANYMAIL_WEBHOOK_SECRET": f"esp:{secrets.token_urlsafe(24)}",
+}
+
+
+@pytest.mark.parametrize("redis_url", ["", "redis://127.0.0.1:6379/9"], ids=["embedded", "redis"])
+def test_deploy_check_is_clean_under_production_settings(redis_url):
+    result = deploy_check({**PRODUCTION, "REDIS_URL": redis_url})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_deploy_check_notices_a_weakened_setting():
+    result = deploy_check({**PRODUCTION, "SECURE_SSL_REDIRECT": "false"})
+    assert result.returncode != 0
+    assert "security.W008" in result.stderr
