@@ -194,7 +194,9 @@ CONTENT_SECURITY_POLICY = {
         "default-src": [SELF],
         "script-src": [SELF],
         "style-src": [SELF],
-        "img-src": [SELF, "data:"],
+        # Education pieces may show images from the center's own HTTPS hosts; an image
+        # runs no code, and the referrer policy keeps the page address to ourselves.
+        "img-src": [SELF, "data:", "https:"],
         "form-action": [SELF],
         "frame-ancestors": [NONE],
         "base-uri": [NONE],
