@@ -7,6 +7,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from newsletter import composing, sending, tasks
+from newsletter.admin_rights import SubscriberDataRightsMixin
 from newsletter.forms import EducationPieceAdminForm, IssueAdminForm, ScheduleForm, TestSendForm
 from newsletter.models import ConsentEvent, EducationPiece, Issue, IssuePiece, Subscriber, Topic
 
@@ -39,7 +40,7 @@ class ConsentEventInline(admin.TabularInline):
 
 
 @admin.register(Subscriber)
-class SubscriberAdmin(admin.ModelAdmin):
+class SubscriberAdmin(SubscriberDataRightsMixin, admin.ModelAdmin):
     list_display = ["email", "first_name", "status", "created_at", "confirmed_at"]
     list_filter = ["status", "topics"]
     search_fields = ["email", "first_name"]

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
-from typing import TextIO
+from typing import Protocol
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -45,6 +45,10 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_COLUMNS = ("email", "first_name", "topics", "confirmed_at")
 
 Status = Subscriber.Status
+
+
+class Writable(Protocol):
+    def write(self, text: str, /) -> object: ...
 
 
 class ImportConflict(NewsletterError):
@@ -410,7 +414,7 @@ def spreadsheet_safe(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
-def export_active_subscribers(*, out: TextIO) -> int:
+def export_active_subscribers(*, out: Writable) -> int:
     """Write every active subscriber as CSV (email, first_name, topics separated by
     ";", confirmed_at in ISO 8601) to `out`, every cell safe to open in a spreadsheet.
     Returns how many rows were written."""
