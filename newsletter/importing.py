@@ -135,7 +135,11 @@ def _decode(data: bytes, report: ImportReport) -> str | None:
     if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
         report.error(0, "encoding", 'The file is UTF-32; save it as UTF-8 ("CSV UTF-8").')
         return None
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:4096]:
+    # UTF-16 without a byte order mark: every other byte of ASCII text is a NUL. A
+    # stray NUL in one field is a row error instead, reported with its line.
+    sample = data[:4096]
+    looks_utf16 = sample.count(b"\x00") * 4 > len(sample)
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or looks_utf16:
         report.error(
             0, "encoding", 'The file is UTF-16 ("Unicode text"); save it as UTF-8 ("CSV UTF-8").'
         )
