@@ -30,6 +30,7 @@ from newsletter.subscriptions import normalize_email
 # addresses could be imported again. Keep both stable.
 ADDRESS_HASH_SALT = "advances.newsletter.suppressed-address"
 EXPORT_FORMAT_VERSION = 1
+TEXT_FIELD_TYPES = {"CharField", "TextField", "JSONField", "EmailField"}
 
 
 class NothingToErase(NewsletterError):
@@ -107,30 +108,66 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
     }
 
 
-def delivery_events_for_export(*, deliveries: list[Delivery]) -> list[dict[str, Any]]:
-    """What the ESP reported about these deliveries (DeliveryEvent rows).
+def _delivery_event_model() -> tuple[Any, str] | None:
+    """The DeliveryEvent model and the name of its link to Delivery, if it exists.
 
-    The hook for ESP events: the DeliveryEvent model is being added in parallel, so
-    this finds it by name and exports every concrete field but the primary key. When
-    it is present, replace this with an explicit field list.
+    DeliveryEvent (what the ESP reported) is being added in parallel to this module;
+    until it exists, exports and erasures simply have no events to handle. Once it
+    has landed, this can import it directly.
     """
     try:
         model = apps.get_model("newsletter", "DeliveryEvent")
     except LookupError:
+        return None
+    for field in model._meta.concrete_fields:
+        if field.is_relation and field.related_model is Delivery:
+            return model, field.name
+    return None
+
+
+def delivery_events_for_export(*, deliveries: list[Delivery]) -> list[dict[str, Any]]:
+    """What the ESP reported about these deliveries (DeliveryEvent rows), every
+    concrete field but keys, with the issue each belongs to. The hook where ESP events
+    join the export: until DeliveryEvent exists it returns []."""
+    found = _delivery_event_model()
+    if found is None:
         return []
+    model, link = found
+    issues = {delivery.pk: delivery.issue.slug for delivery in deliveries}
     fields = [
         field
         for field in model._meta.concrete_fields
-        if not field.primary_key and field.name != "delivery"
+        if not field.primary_key and not field.is_relation
     ]
-    events = model._default_manager.filter(delivery__in=deliveries).order_by("pk")
+    events = model._default_manager.filter(**{f"{link}__in": deliveries}).order_by("pk")
     return [
         {
-            "delivery_issue": event.delivery.issue.slug if event.delivery else None,
+            "issue_slug": issues.get(getattr(event, f"{link}_id")),
             **{field.name: field.value_from_object(event) for field in fields},
         }
-        for event in events.select_related("delivery__issue")
+        for event in events
     ]
+
+
+def _scrub_delivery_events(*, deliveries: list[Delivery], email: str) -> None:
+    """Remove the address from what the ESP reported about these deliveries (raw
+    payloads name the recipient). The hook where erasure reaches ESP events: every
+    text or JSON field that contains the address is replaced."""
+    found = _delivery_event_model()
+    if found is None or not deliveries:
+        return
+    model, link = found
+    fields = [
+        field
+        for field in model._meta.concrete_fields
+        if not field.is_relation and field.get_internal_type() in TEXT_FIELD_TYPES
+    ]
+    events = list(model._default_manager.filter(**{f"{link}__in": deliveries}))
+    for event in events:
+        for field in fields:
+            setattr(event, field.attname, _scrub(getattr(event, field.attname), email))
+    if events and fields:
+        model._default_manager.bulk_update(events, [field.name for field in fields])
 
 
 def subscriber_export_json(*, subscriber: Subscriber) -> str:
@@ -172,8 +209,9 @@ def erase_subscriber(*, subscriber_id: int, source: str) -> None:
     user agent, the address in its detail and its link to the subscriber, and is
     tagged with a random erasure id so that the log still shows that consent existed
     and was erased; deliveries keep their counts but lose the link and any error text
-    naming the address; the subscriber row (name, topics, secret: every link sent)
-    is deleted; one `erased` event without personal data records the erasure.
+    naming the address, and ESP events about them lose every field naming it; the
+    subscriber row (name, topics, secret: every link sent) is deleted; one `erased`
+    event without personal data records the erasure.
 
     Raises NothingToErase when the subscriber is already gone.
     """
@@ -195,8 +233,15 @@ def erase_subscriber(*, subscriber_id: int, source: str) -> None:
             event.ip_address = None
             event.user_agent = ""
             event.source = _without(event.source, email)
-            event.detail = {**_scrub(event.detail, email), "erasure": erasure}
+            detail = _scrub(event.detail, email)
+            event.detail = (
+                {**detail, "erasure": erasure}
+                if isinstance(detail, dict)
+                else {"detail": detail, "erasure": erasure}
+            )
         ConsentEvent.objects.bulk_update(events, ["ip_address", "user_agent", "source", "detail"])
+        deliveries = list(Delivery.objects.filter(subscriber=subscriber))
+        _scrub_delivery_events(deliveries=deliveries, email=email)
         Delivery.objects.filter(subscriber=subscriber, error__icontains=email).update(error="")
         subscriber.delete()
         ConsentEvent.objects.create(
