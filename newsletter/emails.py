@@ -193,7 +193,8 @@ def send_data_export(*, subscriber_id: int) -> bool:
     message.attach_alternative(css_inline.inline(html), "text/html")
     message.attach(
         "advances-my-data.json",
-        privacy.subscriber_export_json(subscriber=subscriber),
+        # Bytes, so a name like "Zoë" survives the attachment's base64 encoding intact.
+        privacy.subscriber_export_json(subscriber=subscriber).encode("utf-8"),
         "application/json",
     )
     message.send()

@@ -281,6 +281,21 @@ def test_email_me_my_data_sends_the_json_as_an_attachment_to_the_readers_own_add
     assert data["consent_log"][0]["ip_address"] == "203.0.113.9"
 
 
+def test_emailed_data_keeps_names_outside_ascii_intact(
+    client, subscriber_factory, django_capture_on_commit_callbacks
+):
+    zoe = subscriber_factory(first_name="Zoë Ñúñez")
+    url = reverse("newsletter:request_my_data", args=[make_token(zoe, Purpose.PREFERENCES)])
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url)
+
+    parsed = message_from_bytes(mail.outbox[0].message().as_bytes())
+    attachment = next(part for part in parsed.walk() if part.get_filename())
+    assert json.loads(attachment.get_payload(decode=True))["subscriber"]["first_name"] == (
+        "Zoë Ñúñez"
+    )
+
+
 def test_email_me_my_data_is_limited_to_once_an_hour(
     client, ann, django_capture_on_commit_callbacks
 ):
