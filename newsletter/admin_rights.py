@@ -4,6 +4,7 @@ Editors never see subscribers at all. Each view is a thin caller of privacy.py o
 importing.py."""
 
 import io
+from contextlib import suppress
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -74,9 +75,11 @@ class SubscriberDataRightsMixin(admin.ModelAdmin):
         self._require(request, "erase_subscriber")
         subscriber = get_object_or_404(Subscriber, pk=subscriber_id)
         if request.method == "POST":
-            privacy.erase_subscriber(
-                subscriber_id=subscriber.pk, source=staff_source(request, "admin")
-            )
+            # Erased by someone else a moment ago: the outcome asked for, all the same.
+            with suppress(privacy.NothingToErase):
+                privacy.erase_subscriber(
+                    subscriber_id=subscriber.pk, source=staff_source(request, "admin")
+                )
             messages.success(request, "The subscriber's personal data is erased.")
             return redirect("admin:newsletter_subscriber_changelist")
         return TemplateResponse(
@@ -90,13 +93,11 @@ class SubscriberDataRightsMixin(admin.ModelAdmin):
         if request.POST.get("confirmed") == "yes":
             erased = 0
             for subscriber_id in queryset.values_list("pk", flat=True):
-                try:
+                with suppress(privacy.NothingToErase):
                     privacy.erase_subscriber(
                         subscriber_id=subscriber_id, source=staff_source(request, "admin")
                     )
                     erased += 1
-                except privacy.NothingToErase:
-                    pass
             messages.success(request, f"Erased the personal data of {erased} subscriber(s).")
             return None
         return TemplateResponse(

@@ -291,6 +291,20 @@ def test_an_erased_address_is_not_imported_again(
     assert [message.to for message in mail.outbox] == [["bob@example.com"]]
 
 
+def test_an_erased_address_that_signed_up_again_is_left_to_its_own_confirmation(
+    main_topic, subscriber_factory
+):
+    ann = subscriber_factory(email="ann@example.com")
+    privacy.erase_subscriber(subscriber_id=ann.pk, source="test")
+    again = subscriber_factory(email="ann@example.com", status=Subscriber.Status.PENDING)
+
+    report = run(HEADER + "ann@example.com,Ann,,form,yes\n")
+
+    again.refresh_from_db()
+    assert again.status == Subscriber.Status.PENDING
+    assert lines_and_codes(report.skipped) == [(2, "suppressed")]
+
+
 def test_a_pending_subscriber_confirmed_in_the_file_becomes_active(main_topic, subscriber_factory):
     pending = subscriber_factory(email="ann@example.com", status=Subscriber.Status.PENDING)
 
