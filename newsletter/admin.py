@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 
 from newsletter import composing, sending, tasks
+from newsletter.admin_rights import SubscriberDataRightsMixin
 from newsletter.forms import EducationPieceAdminForm, IssueAdminForm, ScheduleForm, TestSendForm
 from newsletter.models import ConsentEvent, EducationPiece, Issue, IssuePiece, Subscriber, Topic
 
@@ -42,7 +43,7 @@ class ConsentEventInline(admin.TabularInline):
 
 
 @admin.register(Subscriber)
-class SubscriberAdmin(admin.ModelAdmin):
+class SubscriberAdmin(SubscriberDataRightsMixin, admin.ModelAdmin):
     list_display = ["email", "first_name", "status", "created_at", "confirmed_at"]
     list_filter = ["status", "topics"]
     search_fields = ["email", "first_name"]

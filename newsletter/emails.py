@@ -169,3 +169,40 @@ def send_issue_test(*, issue_id: int, addresses: list[str], first_name: str = ""
             )
         )
     return get_connection().send_messages(messages) or 0
+
+
+def send_data_export(*, subscriber_id: int) -> bool:
+    """Email a subscriber everything Advances holds about them, as a JSON attachment,
+    to their own address only. Returns False when the subscriber is gone (erased
+    meanwhile: there is nothing left to send)."""
+    from newsletter import privacy
+
+    subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
+    if subscriber is None:
+        return False
+    links = subscriber_links(subscriber, ("unsubscribe", "preferences"))
+    subject = "Your Advances data"
+    context = {
+        "subscriber": subscriber,
+        "links": links,
+        "postal_address": settings.NEWSLETTER_POSTAL_ADDRESS,
+        "site_url": settings.SITE_URL,
+        "subject": subject,
+    }
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string("newsletter/emails/data_export.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[subscriber.email],
+        headers=list_headers(links["unsubscribe"]),
+    )
+    html = render_to_string("newsletter/emails/data_export.html", context)
+    message.attach_alternative(css_inline.inline(html), "text/html")
+    message.attach(
+        "advances-my-data.json",
+        # Bytes, so a name like "Zoë" survives the attachment's base64 encoding intact.
+        privacy.subscriber_export_json(subscriber=subscriber).encode("utf-8"),
+        "application/json",
+    )
+    message.send()
+    return True

@@ -161,3 +161,16 @@ class ScheduleForm(forms.Form):
         if when <= timezone.now():
             raise ValidationError("Choose a time in the future.", code="past")
         return when
+
+
+class SubscriberImportForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        help_text="UTF-8 (“CSV UTF-8”), at most 5 MB and 50,000 rows. Columns: email, consent, "
+        "and optionally first_name, topics (slugs separated by ;) and confirmed (yes/no).",
+    )
+    source = NameField(
+        max_length=200,
+        label="What is this list?",
+        help_text="Kept with every imported reader's consent, e.g. “2024 health fair sheet”.",
+    )

@@ -53,6 +53,11 @@ class Subscriber(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            ("export_subscribers", "Can export subscribers and a subscriber's data"),
+            ("import_subscribers", "Can import subscribers from a CSV file"),
+            ("erase_subscriber", "Can erase a subscriber's personal data"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(email=Lower("email")), name="subscriber_email_lower_case"
@@ -67,6 +72,27 @@ class Subscriber(models.Model):
 
     def __str__(self) -> str:
         return self.email
+
+
+class SuppressedAddress(models.Model):
+    """An address that must never be put back on the list without the reader's fresh
+    double opt-in: erased, bounced or complained. Only a keyed hash is kept, so the
+    table names nobody (privacy.address_hash)."""
+
+    class Reason(models.TextChoices):
+        ERASED = "erased", "Erased at the reader's request"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained"
+
+    address_hash = models.CharField(max_length=64, unique=True)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "suppressed addresses"
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} ({self.address_hash[:12]}…)"
 
 
 class ConsentEvent(models.Model):

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 from celery import Task, shared_task
 
-from newsletter import emails, sending
+from newsletter import emails, privacy, sending
 
 MAX_RETRIES = 8
 RETRY_CAP_SECONDS = 600
@@ -59,3 +59,13 @@ def bulk_send(self: Task, issue_id: int) -> None:
 @shared_task
 def run_periodic() -> None:
     sending.run_periodic()
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def send_data_export(self: Task, subscriber_id: int) -> None:
+    retrying(self, lambda: emails.send_data_export(subscriber_id=subscriber_id))
+
+
+@shared_task
+def apply_retention() -> None:
+    privacy.apply_retention()

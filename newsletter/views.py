@@ -18,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.decorators import ratelimit
 
-from newsletter import composing, subscriptions
+from newsletter import composing, privacy, subscriptions
 from newsletter.forms import PreferencesForm, SubscribeForm
 from newsletter.models import EducationPiece, Issue, Subscriber
 from newsletter.tokens import ExpiredToken, InvalidToken, Purpose, make_token, read_token
@@ -243,6 +243,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         return invalid_link(request)
     context: dict[str, object] = {
         "subscriber": subscriber,
+        "token": token,
         "unsubscribe_url": reverse(
             "newsletter:unsubscribe", args=[make_token(subscriber, Purpose.UNSUBSCRIBE)]
         ),
@@ -266,6 +267,53 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         initial={"first_name": subscriber.first_name, "topics": list(subscriber.topics.all())}
     )
     return render(request, "newsletter/preferences.html", {**context, "form": form})
+
+
+# Data rights, from the preferences page. The signed preferences link is the
+# authorisation, as for the rest of that page; the data itself only ever goes to the
+# subscriber's own address, because a link can be forwarded.
+
+
+@require_http_methods(["POST"])
+def request_my_data(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber = read_token(token, Purpose.PREFERENCES)
+    except (InvalidToken, ExpiredToken):
+        return invalid_link(request)
+    queued = privacy.request_data_export(subscriber=subscriber)
+    return render(
+        request,
+        "newsletter/data_export_requested.html",
+        {
+            "queued": queued,
+            "wait_minutes": settings.NEWSLETTER_EXPORT_MINUTES,
+            "preferences_url": reverse("newsletter:preferences", args=[token]),
+        },
+        status=200 if queued else 429,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def erase_my_data(request: HttpRequest, token: str) -> HttpResponse:
+    # GET only asks: a link scanner fetching the page must not erase anyone.
+    try:
+        subscriber = read_token(token, Purpose.PREFERENCES)
+    except (InvalidToken, ExpiredToken):
+        return invalid_link(request)
+    if request.method == "GET":
+        return render(
+            request,
+            "newsletter/erase_confirm.html",
+            {
+                "subscriber": subscriber,
+                "preferences_url": reverse("newsletter:preferences", args=[token]),
+            },
+        )
+    try:
+        privacy.erase_subscriber(subscriber_id=subscriber.pk, source="preferences page")
+    except privacy.NothingToErase:
+        return invalid_link(request)
+    return render(request, "newsletter/erased.html")
 
 
 @require_GET

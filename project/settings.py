@@ -261,6 +261,12 @@ NEWSLETTER_MAX_ERRORS = env_int("NEWSLETTER_MAX_ERRORS", 5)
 NEWSLETTER_UNSUBSCRIBE_MAILTO = os.environ.get("NEWSLETTER_UNSUBSCRIBE_MAILTO", "")
 NEWSLETTER_SIGNUP_RATE_IP = os.environ.get("NEWSLETTER_SIGNUP_RATE_IP", "20/h")
 NEWSLETTER_SIGNUP_RATE_EMAIL = os.environ.get("NEWSLETTER_SIGNUP_RATE_EMAIL", "5/h")
+# Retention (privacy.apply_retention): unconfirmed signups are deleted after this many
+# days, and IP addresses and user agents in the consent log dropped after this many.
+NEWSLETTER_PENDING_DAYS = env_int("NEWSLETTER_PENDING_DAYS", 30)
+NEWSLETTER_CONSENT_DETAIL_DAYS = env_int("NEWSLETTER_CONSENT_DETAIL_DAYS", 365)
+# A reader may ask for their data by email at most this often.
+NEWSLETTER_EXPORT_MINUTES = env_int("NEWSLETTER_EXPORT_MINUTES", 60)
 
 # --- Celery. With REDIS_URL, tasks go to workers over Redis; without it they run
 # inline in the web process, errors propagating, so the embedded default needs no broker.
@@ -291,6 +297,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # completed sends.
 CELERY_BEAT_SCHEDULE = {
     "newsletter-periodic": {"task": "newsletter.tasks.run_periodic", "schedule": 15.0},
+}
+# Daily: delete stale pending signups, drop old IP addresses and user agents.
+CELERY_BEAT_SCHEDULE["newsletter-retention"] = {
+    "task": "newsletter.tasks.apply_retention",
+    "schedule": 24 * 60 * 60.0,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
