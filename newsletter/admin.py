@@ -1,5 +1,6 @@
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -9,7 +10,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 
-from newsletter import composing, sending, tasks
+from newsletter import charts, composing, sending, tasks, tracking
 from newsletter.admin_rights import SubscriberDataRightsMixin
 from newsletter.forms import EducationPieceAdminForm, IssueAdminForm, ScheduleForm, TestSendForm
 from newsletter.models import ConsentEvent, EducationPiece, Issue, IssuePiece, Subscriber, Topic
@@ -51,6 +52,30 @@ class SubscriberAdmin(SubscriberDataRightsMixin, admin.ModelAdmin):
     filter_horizontal = ["topics"]
     date_hierarchy = "created_at"
     inlines = [ConsentEventInline]
+
+    def get_urls(self):
+        health = path(
+            "health/",
+            self.admin_site.admin_view(self.list_health_view),
+            name="newsletter_subscriber_health",
+        )
+        return [health, *super().get_urls()]
+
+    def list_health_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        health = tracking.list_health()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "List health",
+            "health": health,
+            "charts": charts.list_health_charts(health),
+            "status_rows": [
+                (label, health.today[status]) for status, label in Subscriber.Status.choices
+            ],
+        }
+        return TemplateResponse(request, "admin/newsletter/subscriber/health.html", context)
 
 
 @admin.register(EducationPiece)
@@ -229,6 +254,7 @@ class IssueAdmin(admin.ModelAdmin):
 
     def progress_view(self, request: HttpRequest, issue_id: int) -> HttpResponse:
         issue = self._issue_for(request, issue_id)
+        outcome = tracking.issue_outcome(issue)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -236,6 +262,9 @@ class IssueAdmin(admin.ModelAdmin):
             "title": f"Progress: {issue.subject}",
             "issue": issue,
             "progress": sending.issue_progress(issue),
+            "outcome": outcome,
+            "outcome_chart": charts.issue_outcome_chart(outcome),
+            "tracking_on": settings.NEWSLETTER_TRACKING,
             "can_send": request.user.has_perm("newsletter.send_issue"),
             "live": issue.status == Issue.Status.SENDING,
         }

@@ -12,5 +12,7 @@ class NewsletterConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
+        from newsletter import checks, tracking  # noqa: F401  (signal receiver, checks)
+
         if settings.CELERY_TASK_ALWAYS_EAGER:
             logger.info("No REDIS_URL: Celery tasks run inline in this process.")

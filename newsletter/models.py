@@ -277,3 +277,71 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.issue_id}/{self.subscriber_id}: {self.status}"
+
+
+class DeliveryEvent(models.Model):
+    """What the ESP reported about a message: delivered, bounced, complained, ...
+
+    Recorded once per ESP event (webhooks are retried and replayed): `event_key` is
+    the ESP's event id, or a digest of the event's own fields where the ESP gives
+    none. No address is stored: the event points at its Delivery and Subscriber.
+    """
+
+    class Kind(models.TextChoices):
+        DELIVERED = "delivered", "Delivered"
+        BOUNCED = "bounced", "Bounced (hard)"
+        SOFT_BOUNCED = "soft_bounced", "Bounced (soft)"
+        COMPLAINED = "complained", "Complained"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed at the ESP"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        OTHER = "other", "Other"
+
+    esp = models.CharField(max_length=30)
+    event_key = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # Anymail's normalised event type, as the ESP reported it (queued, deferred, ...).
+    esp_event_type = models.CharField(max_length=30)
+    delivery = models.ForeignKey(
+        Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    subscriber = models.ForeignKey(
+        Subscriber,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="delivery_events",
+    )
+    message_id = models.CharField(max_length=200, blank=True)
+    # The ESP's or receiving server's words (e.g. "550 5.1.1 user unknown").
+    description = models.TextField(blank=True)
+    occurred_at = models.DateTimeField(db_index=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    # When its consequence (suppression) was applied; null while queued.
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["occurred_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["esp", "event_key"], name="delivery_event_once"),
+        ]
+        indexes = [
+            models.Index(fields=["subscriber", "kind", "occurred_at"], name="event_subscriber_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.esp}) at {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class ListSnapshot(models.Model):
+    """How many subscribers were in each status on a day: taken once a day by the
+    periodic task, so the list-health page can show the list over time."""
+
+    day = models.DateField(unique=True)
+    counts = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["day"]
+
+    def __str__(self) -> str:
+        return f"List on {self.day}"

@@ -13,24 +13,28 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from newsletter.errors import NewsletterError
-from newsletter.models import ConsentEvent, Delivery, Subscriber, SuppressedAddress
+from newsletter.models import (
+    ConsentEvent,
+    Delivery,
+    DeliveryEvent,
+    Subscriber,
+    SuppressedAddress,
+)
 from newsletter.subscriptions import normalize_email
 
 # Changing this salt (or SECRET_KEY) makes every kept hash unrecognisable, i.e. erased
 # addresses could be imported again. Keep both stable.
 ADDRESS_HASH_SALT = "advances.newsletter.suppressed-address"
 EXPORT_FORMAT_VERSION = 1
-TEXT_FIELD_TYPES = {"CharField", "TextField", "JSONField", "EmailField"}
 
 
 class NothingToErase(NewsletterError):
@@ -104,70 +108,37 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
             }
             for delivery in deliveries
         ],
-        "delivery_events": delivery_events_for_export(deliveries=deliveries),
+        "delivery_events": _delivery_events_for_export(subscriber, deliveries),
     }
 
 
-def _delivery_event_model() -> tuple[Any, str] | None:
-    """The DeliveryEvent model and the name of its link to Delivery, if it exists.
-
-    DeliveryEvent (what the ESP reported) is being added in parallel to this module;
-    until it exists, exports and erasures simply have no events to handle. Once it
-    has landed, this can import it directly.
-    """
-    try:
-        model = apps.get_model("newsletter", "DeliveryEvent")
-    except LookupError:
-        return None
-    for field in model._meta.concrete_fields:
-        if field.is_relation and field.related_model is Delivery:
-            return model, field.name
-    return None
+def _delivery_events(
+    subscriber: Subscriber, deliveries: list[Delivery]
+) -> "QuerySet[DeliveryEvent]":
+    """What the ESP reported about this subscriber's messages: events of their
+    deliveries, and events about their address outside an issue (a confirmation)."""
+    return DeliveryEvent.objects.filter(
+        Q(subscriber=subscriber) | Q(delivery__in=deliveries)
+    ).order_by("occurred_at", "pk")
 
 
-def delivery_events_for_export(*, deliveries: list[Delivery]) -> list[dict[str, Any]]:
-    """What the ESP reported about these deliveries (DeliveryEvent rows), every
-    concrete field but keys, with the issue each belongs to. The hook where ESP events
-    join the export: until DeliveryEvent exists it returns []."""
-    found = _delivery_event_model()
-    if found is None:
-        return []
-    model, link = found
+def _delivery_events_for_export(
+    subscriber: Subscriber, deliveries: list[Delivery]
+) -> list[dict[str, Any]]:
     issues = {delivery.pk: delivery.issue.slug for delivery in deliveries}
-    fields = [
-        field
-        for field in model._meta.concrete_fields
-        if not field.primary_key and not field.is_relation
-    ]
-    events = model._default_manager.filter(**{f"{link}__in": deliveries}).order_by("pk")
     return [
         {
-            "issue_slug": issues.get(getattr(event, f"{link}_id")),
-            **{field.name: field.value_from_object(event) for field in fields},
+            "issue_slug": issues.get(event.delivery_id) if event.delivery_id else None,
+            "esp": event.esp,
+            "kind": event.kind,
+            "esp_event_type": event.esp_event_type,
+            "occurred_at": event.occurred_at,
+            "received_at": event.received_at,
+            "message_id": event.message_id,
+            "description": event.description,
         }
-        for event in events
+        for event in _delivery_events(subscriber, deliveries)
     ]
-
-
-def _scrub_delivery_events(*, deliveries: list[Delivery], email: str) -> None:
-    """Remove the address from what the ESP reported about these deliveries (raw
-    payloads name the recipient). The hook where erasure reaches ESP events: every
-    text or JSON field that contains the address is replaced."""
-    found = _delivery_event_model()
-    if found is None or not deliveries:
-        return
-    model, link = found
-    fields = [
-        field
-        for field in model._meta.concrete_fields
-        if not field.is_relation and field.get_internal_type() in TEXT_FIELD_TYPES
-    ]
-    events = list(model._default_manager.filter(**{f"{link}__in": deliveries}))
-    for event in events:
-        for field in fields:
-            setattr(event, field.attname, _scrub(getattr(event, field.attname), email))
-    if events and fields:
-        model._default_manager.bulk_update(events, [field.name for field in fields])
 
 
 def subscriber_export_json(*, subscriber: Subscriber) -> str:
@@ -209,7 +180,7 @@ def erase_subscriber(*, subscriber_id: int, source: str) -> None:
     user agent, the address in its detail and its link to the subscriber, and is
     tagged with a random erasure id so that the log still shows that consent existed
     and was erased; deliveries keep their counts but lose the link and any error text
-    naming the address, and ESP events about them lose every field naming it; the
+    naming the address, and ESP events about them lose any description naming it; the
     subscriber row (name, topics, secret: every link sent) is deleted; one `erased`
     event without personal data records the erasure.
 
@@ -241,7 +212,12 @@ def erase_subscriber(*, subscriber_id: int, source: str) -> None:
             )
         ConsentEvent.objects.bulk_update(events, ["ip_address", "user_agent", "source", "detail"])
         deliveries = list(Delivery.objects.filter(subscriber=subscriber))
-        _scrub_delivery_events(deliveries=deliveries, email=email)
+        reported = list(
+            _delivery_events(subscriber, deliveries).filter(description__icontains=email)
+        )
+        for delivery_event in reported:
+            delivery_event.description = "[erased]"
+        DeliveryEvent.objects.bulk_update(reported, ["description"])
         Delivery.objects.filter(subscriber=subscriber, error__icontains=email).update(error="")
         subscriber.delete()
         ConsentEvent.objects.create(

@@ -147,11 +147,12 @@ def suppress(*, subscriber_id: int, status: str, reason: str, source: str = "esp
     """Stop all email to an address the ESP reports as bad (bounced) or that complained.
 
     Writes a ConsentEvent; a later signup must go through double opt-in again. Returns
-    False when the subscriber is gone or already suppressed this way.
+    False when the subscriber is gone or already suppressed this way. A complaint is
+    the strongest state: a later bounce leaves a complained subscriber complained.
     """
     with transaction.atomic():
         subscriber = Subscriber.objects.select_for_update().filter(pk=subscriber_id).first()
-        if subscriber is None or subscriber.status == status:
+        if subscriber is None or subscriber.status in (status, Status.COMPLAINED):
             return False
         subscriber.status = status
         _log(

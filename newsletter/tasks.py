@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 from celery import Task, shared_task
 
-from newsletter import emails, privacy, sending
+from newsletter import emails, privacy, sending, tracking
 
 MAX_RETRIES = 8
 RETRY_CAP_SECONDS = 600
@@ -69,3 +69,13 @@ def send_data_export(self: Task, subscriber_id: int) -> None:
 @shared_task
 def apply_retention() -> None:
     privacy.apply_retention()
+
+
+@shared_task
+def apply_delivery_event(event_id: int) -> None:
+    tracking.apply_event(event_id=event_id)
+
+
+@shared_task
+def take_list_snapshot() -> None:
+    tracking.take_snapshot()

@@ -3,16 +3,21 @@ or an attacker can cause gets a page with a 4xx status, never a 500."""
 
 import ipaddress
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
+from anymail import urls as anymail_urls
+from anymail.exceptions import AnymailWebhookValidationFailure
 from django.conf import settings
 from django.contrib.syndication.views import Feed
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.feedgenerator import Atom1Feed
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
@@ -314,6 +319,72 @@ def erase_my_data(request: HttpRequest, token: str) -> HttpResponse:
     except privacy.NothingToErase:
         return invalid_link(request)
     return render(request, "newsletter/erased.html")
+
+
+# --- ESP webhooks ------------------------------------------------------------------------
+
+
+class _ReadablePayloadOnly:
+    """Mixed into Anymail's tracking webhook views: a request that Anymail's checks or
+    parser cannot even read (not the ESP's format at all) is a 400 like a wrong
+    signature, not a 500, which the ESP would retry for days."""
+
+    def run_validators(self, request: HttpRequest) -> None:
+        try:
+            super().run_validators(request)  # type: ignore[misc]
+        except AnymailWebhookValidationFailure:
+            raise
+        except Exception as error:
+            raise AnymailWebhookValidationFailure("Unreadable webhook request") from error
+
+    def parse_events(self, request: HttpRequest) -> list:
+        try:
+            return super().parse_events(request)  # type: ignore[misc]
+        except Exception as error:
+            raise AnymailWebhookValidationFailure("Unreadable webhook payload") from error
+
+
+def tracking_webhook(view_class: type) -> "Callable[..., HttpResponse]":
+    """Anymail's tracking webhook view for one ESP, made safe to publish.
+
+    Anymail checks the basic-auth secret (ANYMAIL_WEBHOOK_SECRET) and the ESP's
+    signature where it has one, then sends the tracking signal (newsletter.tracking).
+    """
+    readable: Any = type(view_class.__name__, (_ReadablePayloadOnly, view_class), {})
+    anymail_view = readable.as_view()
+
+    # Anymail views are csrf_exempt themselves: ESPs post without a session or token,
+    # and basic auth (plus the ESP's signature) is what authenticates them.
+    @csrf_exempt
+    def webhook(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        # Without a secret Anymail would accept events from anyone, and a forged
+        # bounce would silently drop a reader from the list: refuse until there is one.
+        if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
+            logger.error("ESP webhook refused: ANYMAIL_WEBHOOK_SECRET is not set")
+            return page_not_found(request, Exception("webhooks off"))
+        try:
+            return anymail_view(request, *args, **kwargs)
+        except ImproperlyConfigured as error:  # e.g. Mailgun without its signing key
+            logger.error("ESP webhook refused: %s", error)
+            return page_not_found(request, error)
+
+    return webhook
+
+
+def tracking_webhook_urls() -> list[URLPattern]:
+    """/anymail/<esp>/tracking/ for every ESP Anymail supports (and no inbound mail)."""
+    patterns = []
+    for pattern in anymail_urls.urlpatterns:
+        name = getattr(pattern, "name", None) or ""
+        # sendinblue/ is Anymail's deprecated alias of brevo/: not offered to new setups.
+        if (
+            isinstance(pattern, URLPattern)
+            and name.endswith("_tracking_webhook")
+            and name != "sendinblue_tracking_webhook"
+        ):
+            view_class = pattern.callback.view_class  # type: ignore[attr-defined]
+            patterns.append(path(str(pattern.pattern), tracking_webhook(view_class), name=name))
+    return patterns
 
 
 @require_GET

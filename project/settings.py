@@ -267,6 +267,10 @@ NEWSLETTER_PENDING_DAYS = env_int("NEWSLETTER_PENDING_DAYS", 30)
 NEWSLETTER_CONSENT_DETAIL_DAYS = env_int("NEWSLETTER_CONSENT_DETAIL_DAYS", 365)
 # A reader may ask for their data by email at most this often.
 NEWSLETTER_EXPORT_MINUTES = env_int("NEWSLETTER_EXPORT_MINUTES", 60)
+# ESP events (newsletter.tracking): a reader whose messages soft-bounce this many times
+# (distinct messages) within this many days is suppressed as bounced.
+NEWSLETTER_SOFT_BOUNCE_LIMIT = env_int("NEWSLETTER_SOFT_BOUNCE_LIMIT", 3)
+NEWSLETTER_SOFT_BOUNCE_DAYS = env_int("NEWSLETTER_SOFT_BOUNCE_DAYS", 30)
 
 # --- Celery. With REDIS_URL, tasks go to workers over Redis; without it they run
 # inline in the web process, errors propagating, so the embedded default needs no broker.
@@ -302,6 +306,11 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BEAT_SCHEDULE["newsletter-retention"] = {
     "task": "newsletter.tasks.apply_retention",
     "schedule": 24 * 60 * 60.0,
+}
+# Hourly: today's subscribers per status, for the list-health page.
+CELERY_BEAT_SCHEDULE["newsletter-list-snapshot"] = {
+    "task": "newsletter.tasks.take_list_snapshot",
+    "schedule": 60 * 60.0,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

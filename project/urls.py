@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("newsletter/", include("newsletter.urls")),
+    path("anymail/", include((views.tracking_webhook_urls(), "anymail"))),
     # Ahead of admin.site.urls, so the admin's own login URL is the throttled one.
     path("admin/login/", throttle_failed_logins(admin.site.login)),
     path("admin/", admin.site.urls),

@@ -6,6 +6,8 @@ garbage Host is a 400, and nobody's token of the wrong purpose or forged token s
 that subscriber's address or changes their subscription (DESIGN.md rules 3 and 8).
 """
 
+import base64
+import hmac
 import ipaddress
 import json
 from collections.abc import Iterator
@@ -13,17 +15,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
+from django.conf import settings as django_settings
 from django.core import mail, signing
 from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpResponseBase
-from django.test import Client
+from django.test import Client, override_settings
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import reverse
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
-from newsletter.models import Subscriber
+from newsletter import views
+from newsletter.models import Delivery, DeliveryEvent, Issue, Subscriber
 from newsletter.tokens import Purpose, make_token
 
 FUZZ = settings(
@@ -538,3 +542,156 @@ def test_a_host_header_not_allowed_is_answered_400(db, host, path, method):
     client = Client(raise_request_exception=False)
     response = send(client, method, path, b"", "", HTTP_HOST=as_wsgi(host))
     assert response.status_code == 400
+
+
+# --- ESP webhooks ------------------------------------------------------------------------
+
+WEBHOOK_SECRET = "fuzz-hooks:a-long-random-password"
+MAILGUN_KEY = "fuzz-mailgun-signing-key"
+WEBHOOK_PATHS = sorted(f"/anymail/{pattern.pattern}" for pattern in views.tracking_webhook_urls())
+DELIVERY = "<delivery>"  # replaced by a real Delivery's id when the request is sent
+
+event_words = st.sampled_from(
+    [
+        "Bounce",
+        "SpamComplaint",
+        "Delivery",
+        "SubscriptionChange",
+        "Open",
+        "HardBounce",
+        "SoftBounce",
+        "Transient",
+        "ManualSuppression",
+        "failed",
+        "delivered",
+        "complained",
+        "unsubscribed",
+        "rejected",
+        "permanent",
+        "temporary",
+        "bounce",
+    ]
+)
+times = st.one_of(
+    st.sampled_from(["2026-11-25T17:25:40Z", "2026-11-25T17:25:40", "yesterday", "", "9" * 30]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(),
+    junk,
+)
+addresses = st.sampled_from(["active@example.com", VICTIM_EMAIL, "ACTIVE@example.com"]) | junk
+metadata = st.one_of(
+    st.dictionaries(
+        st.sampled_from(["delivery", "issue", "anymail_id"]) | junk,
+        st.sampled_from([DELIVERY, "0", "-1", str(2**63), "1e3", "٣"]) | junk,
+        max_size=3,
+    ),
+    json_values,
+)
+postmark_events = st.fixed_dictionaries(
+    {},
+    optional={
+        "RecordType": event_words | junk,
+        "Type": event_words | junk,
+        "Email": addresses,
+        "Recipient": addresses,
+        "BouncedAt": times,
+        "DeliveredAt": times,
+        "ChangedAt": times,
+        "ID": st.integers() | junk,
+        "MessageID": junk,
+        "Metadata": metadata,
+        "Details": junk,
+        "SuppressSending": st.booleans() | json_values,
+        "SuppressionReason": event_words | junk,
+    },
+)
+mailgun_event_data = st.fixed_dictionaries(
+    {},
+    optional={
+        "event": event_words | junk,
+        "severity": event_words | junk,
+        "reason": event_words | junk,
+        "recipient": addresses,
+        "timestamp": times,
+        "user-variables": metadata,
+        "delivery-status": json_values | st.fixed_dictionaries({"message": junk}),
+        "message": json_values
+        | st.fixed_dictionaries(
+            {"headers": st.fixed_dictionaries({"message-id": junk, "to": addresses})}
+        ),
+    },
+)
+
+
+@st.composite
+def webhook_requests(draw: st.DrawFn) -> tuple[str, bytes, str]:
+    """A webhook path, and an ESP-shaped event for it with fields from good to garbage
+    (a Mailgun one correctly signed at times, so that it gets past the signature), or
+    anything at all to any ESP's path."""
+    kind = draw(st.sampled_from(["postmark", "mailgun signed", "mailgun", "anything"]))
+    if kind == "anything":
+        return (draw(st.sampled_from(WEBHOOK_PATHS)), *draw(bodies()))
+    if kind == "postmark":
+        event = draw(postmark_events)
+    else:
+        token, timestamp = draw(junk), draw(st.text(max_size=12))
+        signature = hmac.new(
+            MAILGUN_KEY.encode(), f"{timestamp}{token}".encode("utf-8", "replace"), "sha256"
+        ).hexdigest()
+        event = {
+            "signature": {"token": token, "timestamp": timestamp, "signature": signature}
+            if kind == "mailgun signed"
+            else draw(json_values),
+            "event-data": draw(mailgun_event_data),
+        }
+    path = f"/anymail/{kind.split()[0]}/tracking/"
+    content_type = draw(st.just("application/json") | content_types)
+    return (
+        draw(st.just(path) | st.sampled_from(WEBHOOK_PATHS)),
+        json.dumps(event).encode(),
+        content_type,
+    )
+
+
+GOOD_AUTH = "Basic " + base64.b64encode(WEBHOOK_SECRET.encode()).decode()
+basic_auths = st.one_of(
+    st.just(GOOD_AUTH),
+    st.just("Basic " + base64.b64encode(b"fuzz-hooks:wrong").decode()),
+    junk,
+)
+
+
+@settings(FUZZ, max_examples=400)
+@given(
+    method=st.sampled_from(["POST"] * 8 + METHODS),
+    request=webhook_requests(),
+    auth=st.sampled_from([GOOD_AUTH] * 4 + [None]) | basic_auths,
+    extra=headers(),
+)
+def test_no_esp_webhook_answers_5xx_whatever_it_is_sent(
+    db, django_capture_on_commit_callbacks, method, request, auth, extra
+):
+    """Every ESP's tracking webhook, signed or not, with payloads shaped like the ESP's
+    events and garbage: never a 5xx, and no event touches a subscriber unless the
+    request carried the secret."""
+    path, data, content_type = request
+    if auth is not None:
+        extra = {**extra, "HTTP_AUTHORIZATION": as_wsgi(auth)}
+    esp_settings = {"WEBHOOK_SECRET": WEBHOOK_SECRET, "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY}
+    with (
+        override_settings(ANYMAIL={**django_settings.ANYMAIL, **esp_settings}),
+        fresh_state() as people,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        active = people.by_role["active"]
+        issue = Issue.objects.create(subject="Fuzz", slug="fuzz", status=Issue.Status.SENT)
+        delivery = Delivery.objects.create(issue=issue, subscriber=active, status="sent")
+        data = data.replace(DELIVERY.encode(), str(delivery.pk).encode())
+        response = send(
+            Client(raise_request_exception=False), method, path, data, content_type, **extra
+        )
+        event(f"{path.split('/')[2]}: {response.status_code}")
+        event(f"events recorded: {DeliveryEvent.objects.count()}")
+        if auth != GOOD_AUTH:
+            assert not DeliveryEvent.objects.exists()
+            assert Subscriber.objects.filter(status="active").count() == 2

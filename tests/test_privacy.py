@@ -11,7 +11,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from newsletter import privacy, subscriptions
-from newsletter.models import ConsentEvent, Delivery, Subscriber, SuppressedAddress
+from newsletter.models import (
+    ConsentEvent,
+    Delivery,
+    DeliveryEvent,
+    Subscriber,
+    SuppressedAddress,
+)
 from newsletter.tokens import Purpose, make_token
 from tests.factories import IssueFactory, UserFactory
 
@@ -35,8 +41,30 @@ def ann(subscriber_factory, topic, main_topic):
         detail={"topics": ["advances"], "note": "typed ann@example.com by hand"},
     )
     issue = IssueFactory(subject="Second opinions")
-    Delivery.objects.create(
+    delivery = Delivery.objects.create(
         issue=issue, subscriber=subscriber, status=Delivery.Status.SENT, attempts=1
+    )
+    DeliveryEvent.objects.create(
+        esp="Postmark",
+        event_key="id:41",
+        kind=DeliveryEvent.Kind.SOFT_BOUNCED,
+        esp_event_type="deferred",
+        delivery=delivery,
+        subscriber=subscriber,
+        message_id="m-41",
+        description="452 4.2.2 <ann@example.com>: mailbox full",
+        occurred_at=timezone.now(),
+    )
+    # About her confirmation email, not an issue: found through the subscriber.
+    DeliveryEvent.objects.create(
+        esp="Postmark",
+        event_key="id:40",
+        kind=DeliveryEvent.Kind.DELIVERED,
+        esp_event_type="delivered",
+        subscriber=subscriber,
+        message_id="m-40",
+        description="250 OK",
+        occurred_at=timezone.now() - timedelta(days=1),
     )
     return subscriber
 
@@ -67,7 +95,11 @@ def test_export_holds_subscriber_topics_consent_log_and_deliveries_but_no_secret
             "attempts": 1,
         }
     ]
-    assert isinstance(data["delivery_events"], list)
+    assert [(e["kind"], e["issue_slug"]) for e in data["delivery_events"]] == [
+        ("delivered", None),
+        ("soft_bounced", ann.deliveries.get().issue.slug),
+    ]
+    assert data["delivery_events"][1]["description"] == "452 4.2.2 <ann@example.com>: mailbox full"
     assert ann.secret not in json.dumps(data)
 
 
@@ -127,6 +159,19 @@ def test_erase_keeps_delivery_counts_without_the_reader(ann):
     delivery = Delivery.objects.get()
     assert delivery.subscriber is None
     assert delivery.status == Delivery.Status.SENT
+
+
+def test_erase_keeps_esp_events_as_counts_without_the_address(ann):
+    privacy.erase_subscriber(subscriber_id=ann.pk, source="test")
+
+    events = DeliveryEvent.objects.order_by("event_key")
+    assert [(e.kind, e.subscriber_id) for e in events] == [
+        ("delivered", None),
+        ("soft_bounced", None),
+    ]
+    assert events[1].delivery == Delivery.objects.get()  # still counted for its issue
+    assert events[1].description == "[erased]"
+    assert events[0].description == "250 OK"
 
 
 def test_erase_of_a_bounced_subscriber_keeps_bounced_as_the_reason(subscriber_factory):

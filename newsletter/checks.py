@@ -1,0 +1,56 @@
+"""System checks (`manage.py check`, run on every start): settings that leave the
+list open to forged ESP events."""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Tags, Warning, register
+
+# ESPs whose webhooks Anymail also verifies with a signing key of their own, and the
+# setting (under Anymail's name) that holds it.
+SIGNING_KEYS = {
+    "mailgun": "MAILGUN_WEBHOOK_SIGNING_KEY",
+    "mailersend": "MAILERSEND_SIGNING_SECRET",
+    "mandrill": "MANDRILL_WEBHOOK_KEY",
+    "postal": "POSTAL_WEBHOOK_KEY",
+    "resend": "RESEND_SIGNING_SECRET",
+}
+
+
+@register(Tags.security, deploy=False)
+def check_webhook_secret(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    """ESP webhooks are refused without ANYMAIL_WEBHOOK_SECRET, so bounces and
+    complaints would never reach the list; with it but without the ESP's signing key,
+    only the shared secret protects them."""
+    if settings.DEBUG:
+        return []
+    warnings = []
+    secret = settings.ANYMAIL.get("WEBHOOK_SECRET")
+    if not secret:
+        warnings.append(
+            Warning(
+                "ANYMAIL_WEBHOOK_SECRET is not set: the ESP webhooks at /anymail/<esp>/tracking/ "
+                "refuse every event, so bounces and complaints do not suppress anyone.",
+                hint='Set ANYMAIL_WEBHOOK_SECRET="user:long-random-password" and give the ESP '
+                "https://user:long-random-password@<host>/anymail/<esp>/tracking/.",
+                id="newsletter.W001",
+            )
+        )
+    elif ":" not in str(secret):
+        warnings.append(
+            Warning(
+                "ANYMAIL_WEBHOOK_SECRET must be user:password (HTTP basic auth).",
+                id="newsletter.W002",
+            )
+        )
+    key = SIGNING_KEYS.get(settings.ESP)
+    if key and not settings.ANYMAIL.get(key):
+        warnings.append(
+            Warning(
+                f"ESP={settings.ESP} but {key} is not set: Anymail cannot verify that "
+                "webhook events really come from the ESP.",
+                hint=f"Set {key} from the ESP's webhook settings.",
+                id="newsletter.W003",
+            )
+        )
+    return warnings
