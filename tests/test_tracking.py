@@ -655,7 +655,7 @@ def test_recorded_time_defaults_to_now_for_an_event_without_one(client_posting, 
 
 
 def staff_client(client: Client, group: str) -> Client:
-    client.force_login(UserFactory(groups=[group]))
+    client.force_login(UserFactory.create(groups=[group]))
     return client
 
 
