@@ -33,6 +33,11 @@ Kind = DeliveryEvent.Kind
 
 # Kinds that change what the reader gets; the others are only counted.
 CONSEQUENTIAL = {Kind.BOUNCED, Kind.SOFT_BOUNCED, Kind.COMPLAINED, Kind.UNSUBSCRIBED}
+# Kinds that suppress at once: the status they give, and what the consent log says.
+SUPPRESSING = {
+    Kind.BOUNCED: (Subscriber.Status.BOUNCED, "hard bounce"),
+    Kind.COMPLAINED: (Subscriber.Status.COMPLAINED, "spam complaint"),
+}
 # Postmark reports these as "bounced", but they are temporary: the mailbox may work
 # again, so they count toward the soft-bounce limit instead of suppressing at once.
 POSTMARK_SOFT_TYPES = {"SoftBounce", "Transient", "DnsError"}
@@ -140,18 +145,12 @@ def _apply(event: DeliveryEvent) -> bool:
     if subscriber_id is None:
         return False
     source = f"{event.esp} webhook"
-    if event.kind == Kind.BOUNCED:
+    if event.kind in SUPPRESSING:
+        status, what = SUPPRESSING[event.kind]
         return subscriptions.suppress(
             subscriber_id=subscriber_id,
-            status=Subscriber.Status.BOUNCED,
-            reason=f"hard bounce reported by {event.esp}",
-            source=source,
-        )
-    if event.kind == Kind.COMPLAINED:
-        return subscriptions.suppress(
-            subscriber_id=subscriber_id,
-            status=Subscriber.Status.COMPLAINED,
-            reason=f"spam complaint reported by {event.esp}",
+            status=status,
+            reason=f"{what} reported by {event.esp}",
             source=source,
         )
     if event.kind == Kind.UNSUBSCRIBED:

@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import URLPattern, path, reverse
 from django.utils.feedgenerator import Atom1Feed
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 from django_ratelimit.decorators import ratelimit
 
 from newsletter import composing, privacy, subscriptions
@@ -88,7 +88,7 @@ def submitted_address(group: str, request: HttpRequest) -> str:
     return subscriptions.normalize_email(request.POST.get("email", ""))
 
 
-@require_GET
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     pieces = EducationPiece.objects.filter(home_position__isnull=False).order_by("home_position")
     return render(
@@ -98,13 +98,13 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 def archive(request: HttpRequest) -> HttpResponse:
     issues = Issue.objects.filter(status=Issue.Status.SENT).order_by("-sent_at")
     return render(request, "newsletter/archive.html", {"issues": issues, "form": SubscribeForm()})
 
 
-@require_GET
+@require_safe
 def archive_issue(request: HttpRequest, slug: str) -> HttpResponse:
     # Drafts, scheduled and unfinished sends are not public: 404, like any unknown slug.
     issue = get_object_or_404(Issue, slug=slug, status=Issue.Status.SENT)
@@ -148,7 +148,7 @@ class ArchiveFeed(Feed):
         return item.sent_at
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 @ratelimit(key=client_network, rate=signup_rate_per_ip, method="POST")
 @ratelimit(key=submitted_address, rate=signup_rate_per_address, method="POST")
 def subscribe(request: HttpRequest) -> HttpResponse:
@@ -168,7 +168,7 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     return render(request, "newsletter/subscribe.html", {"form": form})
 
 
-@require_GET
+@require_safe
 def check_inbox(request: HttpRequest) -> HttpResponse:
     return render(request, "newsletter/check_inbox.html")
 
@@ -177,7 +177,7 @@ def invalid_link(request: HttpRequest) -> HttpResponse:
     return render(request, "newsletter/invalid_link.html", status=400)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def confirm(request: HttpRequest, token: str) -> HttpResponse:
     # GET only shows a button: mail security scanners fetch every link in a message,
     # and a fetch must not subscribe anyone.
@@ -197,7 +197,7 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         )
     except InvalidToken:
         return invalid_link(request)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return render(
             request,
             "newsletter/confirm.html",
@@ -223,13 +223,13 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
 # because the signed, subscriber-specific token in the URL is the authorisation, and
 # the only thing a forged request could do is what the token's owner asked for.
 @csrf_exempt
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.UNSUBSCRIBE)
     except (InvalidToken, ExpiredToken):
         return invalid_link(request)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return render(request, "newsletter/unsubscribe.html", {"subscriber": subscriber})
     subscriptions.unsubscribe(subscriber=subscriber, origin=origin_of(request))
     # 200 with a page, not a redirect: one-click clients expect a plain answer.
@@ -240,7 +240,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def preferences(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = read_token(token, Purpose.PREFERENCES)
@@ -298,14 +298,14 @@ def request_my_data(request: HttpRequest, token: str) -> HttpResponse:
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def erase_my_data(request: HttpRequest, token: str) -> HttpResponse:
     # GET only asks: a link scanner fetching the page must not erase anyone.
     try:
         subscriber = read_token(token, Purpose.PREFERENCES)
     except (InvalidToken, ExpiredToken):
         return invalid_link(request)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return render(
             request,
             "newsletter/erase_confirm.html",
@@ -387,7 +387,7 @@ def tracking_webhook_urls() -> list[URLPattern]:
     return patterns
 
 
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> HttpResponse:
     try:
         with connection.cursor() as cursor:

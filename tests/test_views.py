@@ -447,3 +447,26 @@ def test_csrf_failure_is_a_friendly_403(db):
 
 def test_confirm_link_expires_after_seven_days_by_default(settings):
     assert timedelta(days=settings.NEWSLETTER_CONFIRM_DAYS) == timedelta(days=7)
+
+
+def test_head_requests_answer_like_get_and_change_nothing(client, subscriber_factory):
+    """Link checkers and mail scanners send HEAD: every page answers it, and a HEAD on
+    a confirm or unsubscribe link changes nothing."""
+    pending = subscriber_factory(status="pending")
+    active = subscriber_factory(status="active")
+    pages = [
+        "/",
+        "/healthz",
+        reverse("newsletter:subscribe"),
+        reverse("newsletter:archive"),
+        reverse("newsletter:confirm", args=[make_token(pending, Purpose.CONFIRM)]),
+        reverse("newsletter:unsubscribe", args=[make_token(active, Purpose.UNSUBSCRIBE)]),
+        reverse("newsletter:preferences", args=[make_token(active, Purpose.PREFERENCES)]),
+    ]
+    for page in pages:
+        response = client.head(page)
+        assert response.status_code == 200, page
+        assert response.content == b""
+    pending.refresh_from_db()
+    active.refresh_from_db()
+    assert (pending.status, active.status) == ("pending", "active")
