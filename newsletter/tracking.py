@@ -34,7 +34,7 @@ Kind = DeliveryEvent.Kind
 # Kinds that change what the reader gets; the others are only counted.
 CONSEQUENTIAL = {Kind.BOUNCED, Kind.SOFT_BOUNCED, Kind.COMPLAINED, Kind.UNSUBSCRIBED}
 # Kinds that suppress at once: the status they give, and what the consent log says.
-SUPPRESSING = {
+SUPPRESSING: dict[str, tuple[str, str]] = {
     Kind.BOUNCED: (Subscriber.Status.BOUNCED, "hard bounce"),
     Kind.COMPLAINED: (Subscriber.Status.COMPLAINED, "spam complaint"),
 }
