@@ -230,12 +230,15 @@ def _event_key(esp: str, event: AnymailTrackingEvent) -> str:
 
 def _when(timestamp: object) -> datetime:
     """When the event happened: the ESP's time (one without a zone is UTC, as ESPs
-    send), or now if it gave none."""
+    send), or now if it gave none or one no database column can hold."""
     if not isinstance(timestamp, datetime):
         return timezone.now()
     if timezone.is_naive(timestamp):
-        return timestamp.replace(tzinfo=UTC)
-    return timestamp
+        timestamp = timestamp.replace(tzinfo=UTC)
+    try:
+        return timestamp.astimezone(UTC)
+    except (OverflowError, ValueError):  # e.g. 9999-12-31T23:00-05:00 is past year 9999
+        return timezone.now()
 
 
 def _clean(value: Any) -> str:

@@ -724,3 +724,10 @@ def test_chart_text_from_the_database_is_escaped(client, main_topic):
     html = staff_client(client, "Publishers").get(reverse("admin:newsletter_subscriber_health"))
     assert "<script>alert(1)" not in html.content.decode()
     assert html.content.decode().count("role='img'") == 3
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"])
+def test_a_time_past_what_a_database_holds_is_recorded_as_now(client_posting, reader, when):
+    payload = postmark_event("Delivery", reader.email, DeliveredAt=when)
+    assert client_posting(post_postmark, payload).status_code == 200
+    assert timezone.now() - DeliveryEvent.objects.get().occurred_at < timedelta(minutes=1)
