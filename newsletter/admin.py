@@ -13,7 +13,15 @@ from django.utils.decorators import method_decorator
 from newsletter import charts, composing, sending, tasks, tracking
 from newsletter.admin_rights import SubscriberDataRightsMixin
 from newsletter.forms import EducationPieceAdminForm, IssueAdminForm, ScheduleForm, TestSendForm
-from newsletter.models import ConsentEvent, EducationPiece, Issue, IssuePiece, Subscriber, Topic
+from newsletter.models import (
+    ConsentEvent,
+    DeliveryEvent,
+    EducationPiece,
+    Issue,
+    IssuePiece,
+    Subscriber,
+    Topic,
+)
 
 
 def staff_first_name(request: HttpRequest) -> str:
@@ -269,3 +277,23 @@ class IssueAdmin(admin.ModelAdmin):
             "live": issue.status == Issue.Status.SENDING,
         }
         return TemplateResponse(request, "admin/newsletter/issue/progress.html", context)
+
+
+@admin.register(DeliveryEvent)
+class DeliveryEventAdmin(admin.ModelAdmin):
+    """What the ESPs reported, read-only: for operators checking that webhooks arrive."""
+
+    list_display = ["occurred_at", "esp", "kind", "esp_event_type", "delivery", "subscriber"]
+    list_filter = ["kind", "esp"]
+    list_select_related = ["delivery", "subscriber"]
+    date_hierarchy = "occurred_at"
+    search_fields = ["message_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

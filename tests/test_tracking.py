@@ -731,3 +731,18 @@ def test_a_time_past_what_a_database_holds_is_recorded_as_now(client_posting, re
     payload = postmark_event("Delivery", reader.email, DeliveredAt=when)
     assert client_posting(post_postmark, payload).status_code == 200
     assert timezone.now() - DeliveryEvent.objects.get().occurred_at < timedelta(minutes=1)
+
+
+def test_operators_can_browse_esp_events_read_only(client, client_posting, delivery, reader):
+    client_posting(post_mailgun, mailgun_event("delivered", reader.email, delivery=delivery))
+    client.force_login(UserFactory.create(is_superuser=True))
+    page = client.get(reverse("admin:newsletter_deliveryevent_changelist"))
+    assert page.status_code == 200
+    assert "Delivered" in page.content.decode()
+    event = DeliveryEvent.objects.get()
+    change = client.post(
+        reverse("admin:newsletter_deliveryevent_change", args=[event.pk]), {"kind": "bounced"}
+    )
+    assert change.status_code == 403
+    event.refresh_from_db()
+    assert event.kind == "delivered"
