@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from newsletter import tracking
-from newsletter.models import DeliveryEvent, Subscriber
+from newsletter.models import Subscriber
 
 # Colours with at least 3:1 contrast against white, told apart by label as well.
 COLOURS = {
@@ -306,10 +306,7 @@ def _percent(share: float) -> str:
 
 
 def issue_outcome_chart(outcome: tracking.IssueOutcome) -> SafeString:
-    labels = dict(DeliveryEvent.Kind.choices)
-    bars = [
-        Bar(key, labels[key], count, outcome.rate(key)) for key, count in outcome.counts.items()
-    ]
+    bars = [Bar(row.kind, row.label, row.readers, row.share) for row in outcome.rows()]
     return outcome_bars(f"What became of {outcome.sent} messages sent", bars)
 
 

@@ -252,6 +252,18 @@ def _clean(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class OutcomeRow:
+    kind: str
+    label: str
+    readers: int
+    share: float  # of the messages sent
+
+    @property
+    def percent(self) -> float:
+        return self.share * 100
+
+
+@dataclass(frozen=True)
 class IssueOutcome:
     """What became of an issue's messages: readers per kind of event."""
 
@@ -261,10 +273,10 @@ class IssueOutcome:
     def rate(self, kind: str) -> float:
         return self.counts.get(kind, 0) / self.sent if self.sent else 0.0
 
-    def rows(self) -> list[tuple[str, int, float]]:
-        """(label, readers, percent of sent) per kind shown."""
+    def rows(self) -> list["OutcomeRow"]:
+        """One row per kind shown, in order, for the table and the chart."""
         labels = dict(Kind.choices)
-        return [(labels[k], n, self.rate(k) * 100) for k, n in self.counts.items()]
+        return [OutcomeRow(k, labels[k], n, self.rate(k)) for k, n in self.counts.items()]
 
     @property
     def complaints_over_line(self) -> bool:
