@@ -1,6 +1,6 @@
 from django.urls import path
 
-from newsletter import views
+from newsletter.views import reader as views
 
 app_name = "newsletter"
 urlpatterns = [

@@ -134,7 +134,7 @@ else:
     # embedded default is one process.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
-RATELIMIT_VIEW = "newsletter.views.rate_limited"
+RATELIMIT_VIEW = "newsletter.views.site.rate_limited"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -171,7 +171,7 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-CSRF_FAILURE_VIEW = "newsletter.views.csrf_failure"
+CSRF_FAILURE_VIEW = "newsletter.views.site.csrf_failure"
 # No page reads the CSRF cookie from JavaScript: forms carry the token in a field.
 CSRF_COOKIE_HTTPONLY = True
 # Only editors and publishers have sessions. A login lasts a working day, not Django's
@@ -188,7 +188,7 @@ PERMISSIONS_POLICY = (
 # only; no inline script or style anywhere. The public pages load one stylesheet and
 # no script; the admin loads its own static files. The one exception, the issue
 # preview (the email in an iframe srcdoc, which inherits this policy), widens it for
-# that view alone (newsletter.admin).
+# that view alone (newsletter.admin.content).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],

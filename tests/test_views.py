@@ -427,7 +427,7 @@ def test_healthz_answers_503_when_the_database_does_not(client, monkeypatch):
     def refuse(*args, **kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr("newsletter.views.connection.cursor", refuse)
+    monkeypatch.setattr("newsletter.views.site.connection.cursor", refuse)
     assert client.get("/healthz").status_code == 503
 
 

@@ -1,23 +1,16 @@
-"""Thin views over the subscription services. Every failure a browser, a mail client
-or an attacker can cause gets a page with a 4xx status, never a 500."""
+"""The reader's pages: the home page, the archive, signup, confirmation, unsubscribe,
+preferences and data rights. Thin views over the subscription services. Every failure a
+browser, a mail client or an attacker can cause gets a page with a 4xx status, never a
+500."""
 
-import ipaddress
-import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
-from urllib.parse import urlsplit
 
-from anymail import urls as anymail_urls
-from anymail.exceptions import AnymailWebhookValidationFailure
 from django.conf import settings
 from django.contrib.syndication.views import Feed
-from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import URLPattern, path, reverse
+from django.urls import reverse
 from django.utils.feedgenerator import Atom1Feed
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
@@ -27,65 +20,13 @@ from newsletter import composing, privacy, subscriptions
 from newsletter.forms import PreferencesForm, SubscribeForm
 from newsletter.models import EducationPiece, Issue, Subscriber
 from newsletter.tokens import ExpiredToken, InvalidToken, Purpose, make_token, read_token
-
-logger = logging.getLogger(__name__)
-
-
-def client_ip(request: HttpRequest) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The client's address from REMOTE_ADDR, or None when there is none: the server
-    sets it, and leaves it empty (an app server on a Unix socket) or unparsable when
-    misconfigured. An IPv6 zone ("%eth0") is dropped: it means nothing off this host,
-    and PostgreSQL's inet type refuses it."""
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
-        address = ipaddress.IPv6Address(int(address))
-    return address
-
-
-def origin_of(request: HttpRequest) -> subscriptions.Origin:
-    address = client_ip(request)
-    try:
-        referer_path = urlsplit(request.META.get("HTTP_REFERER", "")).path
-    except ValueError:  # not a URL at all, e.g. "http://["
-        referer_path = ""
-    return subscriptions.Origin(
-        ip_address=None if address is None else str(address),
-        user_agent=request.META.get("HTTP_USER_AGENT", ""),
-        source=referer_path or request.path,
-    )
-
-
-def signup_rate_per_ip(group: str, request: HttpRequest) -> str | None:
-    # Without a client address there is nothing to count per IP; the per-address limit
-    # still applies. (django-ratelimit's own "ip" key raises here: a 500 for every signup.)
-    if client_ip(request) is None:
-        logger.warning(
-            "No client address in REMOTE_ADDR (%r): the per-IP signup limit does not apply. "
-            "Behind a proxy, make REMOTE_ADDR the client's address.",
-            request.META.get("REMOTE_ADDR"),
-        )
-        return None
-    return settings.NEWSLETTER_SIGNUP_RATE_IP
-
-
-def client_network(group: str, request: HttpRequest) -> str:
-    """What the per-IP signup limit counts: an IPv4 address, or an IPv6 address's /64
-    (one customer's whole network), as django-ratelimit's "ip" key does."""
-    address = client_ip(request)
-    if isinstance(address, ipaddress.IPv6Address):
-        return str(ipaddress.IPv6Network((address, 64), strict=False).network_address)
-    return str(address)
-
-
-def signup_rate_per_address(group: str, request: HttpRequest) -> str:
-    return settings.NEWSLETTER_SIGNUP_RATE_EMAIL
-
-
-def submitted_address(group: str, request: HttpRequest) -> str:
-    return subscriptions.normalize_email(request.POST.get("email", ""))
+from newsletter.views.clients import (
+    client_network,
+    origin_of,
+    signup_rate_per_address,
+    signup_rate_per_ip,
+    submitted_address,
+)
 
 
 @require_safe
@@ -319,103 +260,3 @@ def erase_my_data(request: HttpRequest, token: str) -> HttpResponse:
     except privacy.NothingToErase:
         return invalid_link(request)
     return render(request, "newsletter/erased.html")
-
-
-# --- ESP webhooks ------------------------------------------------------------------------
-
-
-class _ReadablePayloadOnly:
-    """Mixed into Anymail's tracking webhook views: a request that Anymail's checks or
-    parser cannot even read (not the ESP's format at all) is a 400 like a wrong
-    signature, not a 500, which the ESP would retry for days."""
-
-    def run_validators(self, request: HttpRequest) -> None:
-        try:
-            super().run_validators(request)  # type: ignore[misc]
-        except AnymailWebhookValidationFailure:
-            raise
-        except Exception as error:
-            raise AnymailWebhookValidationFailure("Unreadable webhook request") from error
-
-    def parse_events(self, request: HttpRequest) -> list:
-        try:
-            return super().parse_events(request)  # type: ignore[misc]
-        except Exception as error:
-            raise AnymailWebhookValidationFailure("Unreadable webhook payload") from error
-
-
-def tracking_webhook(view_class: type) -> "Callable[..., HttpResponse]":
-    """Anymail's tracking webhook view for one ESP, made safe to publish.
-
-    Anymail checks the basic-auth secret (ANYMAIL_WEBHOOK_SECRET) and the ESP's
-    signature where it has one, then sends the tracking signal (newsletter.tracking).
-    """
-    readable: Any = type(view_class.__name__, (_ReadablePayloadOnly, view_class), {})
-    anymail_view = readable.as_view()
-
-    # Anymail views are csrf_exempt themselves: ESPs post without a session or token,
-    # and basic auth (plus the ESP's signature) is what authenticates them.
-    @csrf_exempt
-    def webhook(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        # Without a secret Anymail would accept events from anyone, and a forged
-        # bounce would silently drop a reader from the list: refuse until there is one.
-        if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
-            logger.error("ESP webhook refused: ANYMAIL_WEBHOOK_SECRET is not set")
-            return page_not_found(request, Exception("webhooks off"))
-        try:
-            return anymail_view(request, *args, **kwargs)
-        except ImproperlyConfigured as error:  # e.g. Mailgun without its signing key
-            logger.error("ESP webhook refused: %s", error)
-            return page_not_found(request, error)
-
-    return webhook
-
-
-def tracking_webhook_urls() -> list[URLPattern]:
-    """/anymail/<esp>/tracking/ for every ESP Anymail supports (and no inbound mail)."""
-    patterns = []
-    for pattern in anymail_urls.urlpatterns:
-        name = getattr(pattern, "name", None) or ""
-        # sendinblue/ is Anymail's deprecated alias of brevo/: not offered to new setups.
-        if (
-            isinstance(pattern, URLPattern)
-            and name.endswith("_tracking_webhook")
-            and name != "sendinblue_tracking_webhook"
-        ):
-            view_class = pattern.callback.view_class  # type: ignore[attr-defined]
-            patterns.append(path(str(pattern.pattern), tracking_webhook(view_class), name=name))
-    return patterns
-
-
-@require_safe
-def healthz(request: HttpRequest) -> HttpResponse:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except DatabaseError:
-        return HttpResponse("database unavailable\n", status=503, content_type="text/plain")
-    return HttpResponse("ok\n", content_type="text/plain")
-
-
-def rate_limited(request: HttpRequest, exception: Exception) -> HttpResponse:
-    return render(request, "newsletter/error.html", {"error": "rate_limited"}, status=429)
-
-
-def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    return render(request, "newsletter/error.html", {"error": "csrf"}, status=403)
-
-
-def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
-    return render(request, "newsletter/error.html", {"error": "bad_request"}, status=400)
-
-
-def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
-    return render(request, "newsletter/error.html", {"error": "forbidden"}, status=403)
-
-
-def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    return render(request, "newsletter/error.html", {"error": "not_found"}, status=404)
-
-
-def server_error(request: HttpRequest) -> HttpResponse:
-    return render(request, "newsletter/error.html", {"error": "server_error"}, status=500)
