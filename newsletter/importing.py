@@ -332,6 +332,7 @@ def _write(rows: list[ImportRow], *, source: str, file_name: str, report: Import
             Subscriber(
                 email=row.email,
                 first_name=row.first_name,
+                source=f"import: {source}"[:100],
                 status=Status.ACTIVE if row.confirmed else Status.PENDING,
                 confirmed_at=now if row.confirmed else None,
                 last_notified_at=None if row.confirmed else now,

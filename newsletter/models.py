@@ -41,6 +41,13 @@ class Subscriber(models.Model):
         max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
     )
     topics = models.ManyToManyField(Topic, blank=True, related_name="subscribers")
+    # The language of every page and email this reader gets (settings.LANGUAGES).
+    language = models.CharField(
+        max_length=8, choices=settings.LANGUAGES, default="en", db_index=True
+    )
+    # Where the signup came from: the on-site form, an embed's name, an API key's name,
+    # an import. The consent log keeps the same per event.
+    source = models.CharField(max_length=100, blank=True, db_index=True)
     # Signed links carry this; changing it voids every link already sent.
     secret = models.CharField(max_length=32, default=new_subscriber_secret, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -148,6 +155,7 @@ class EducationPiece(models.Model):
     review_due = models.DateField(
         null=True, blank=True, help_text="When the clinical review must be renewed."
     )
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
     home_position = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -190,6 +198,8 @@ class Issue(models.Model):
     pieces: "models.ManyToManyField[EducationPiece, IssuePiece]" = models.ManyToManyField(
         EducationPiece, through="IssuePiece", related_name="issues"
     )
+    # Sent to readers of this language only.
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True
     )

@@ -93,9 +93,14 @@ def batch_size() -> int:
 
 
 def audience(issue: Issue) -> "QuerySet[Subscriber, int]":
-    """Ids of the readers who get this issue now: active, in any target topic."""
+    """Ids of the readers who get this issue now: active, of the issue's language, in
+    any target topic."""
     return (
-        Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, topics__in=issue.topics.all())
+        Subscriber.objects.filter(
+            status=Subscriber.Status.ACTIVE,
+            language=issue.language,
+            topics__in=issue.topics.all(),
+        )
         .values_list("pk", flat=True)
         .distinct()
     )
@@ -103,7 +108,9 @@ def audience(issue: Issue) -> "QuerySet[Subscriber, int]":
 
 def audience_by_topic(issue: Issue) -> tuple[int, list[tuple[str, int]]]:
     """How many readers would get this issue, in total and per target topic."""
-    active = Q(subscribers__status=Subscriber.Status.ACTIVE)
+    active = Q(subscribers__status=Subscriber.Status.ACTIVE) & Q(
+        subscribers__language=issue.language
+    )
     per_topic = [
         (topic.name, topic.readers)
         for topic in issue.topics.annotate(readers=Count("subscribers", filter=active))
@@ -149,13 +156,21 @@ def _snapshot_audience(issue: Issue) -> int:
         FROM {subscriber} s
         JOIN {topics} st ON st.subscriber_id = s.id
         JOIN {issue_topics} it ON it.topic_id = st.topic_id AND it.issue_id = %s
-        WHERE s.status = %s
+        WHERE s.status = %s AND s.language = %s
         ON CONFLICT (issue_id, subscriber_id) DO NOTHING
     """  # noqa: S608 (table names from the models, values as parameters)
     with connection.cursor() as cursor:
         cursor.execute(
             sql,
-            [issue.pk, Row.QUEUED, False, timezone.now(), issue.pk, Subscriber.Status.ACTIVE],
+            [
+                issue.pk,
+                Row.QUEUED,
+                False,
+                timezone.now(),
+                issue.pk,
+                Subscriber.Status.ACTIVE,
+                issue.language,
+            ],
         )
         return cursor.rowcount
 

@@ -49,6 +49,10 @@ class Origin:
     source: str = ""
 
 
+# Subscriber.source for signups on Advances' own pages.
+WEBSITE_SOURCE = "website"
+
+
 def normalize_email(email: str) -> str:
     return email.strip().lower()
 
@@ -58,7 +62,13 @@ def default_topics() -> list[Topic]:
 
 
 def subscribe(
-    *, email: str, first_name: str = "", topics: Iterable[Topic] = (), origin: Origin
+    *,
+    email: str,
+    first_name: str = "",
+    topics: Iterable[Topic] = (),
+    language: str = "en",
+    source: str = "",
+    origin: Origin,
 ) -> None:
     """Start double opt-in for an address, whatever state it is in.
 
@@ -66,7 +76,10 @@ def subscribe(
     confirmation email; a pending one gets it again; an active one gets a note that it
     is already subscribed, with its preferences link. Repeats are throttled to one
     email per NEWSLETTER_RESEND_MINUTES. The caller learns nothing of which case it
-    was, so nothing public can reveal whether an address is on the list.
+    was, so nothing public can reveal whether an address is on the list. A signup
+    that becomes pending records its language (every later email's) and source (the
+    form, embed, API key or import it came through); an active reader's stay as they
+    are.
     """
     chosen = list(topics) or default_topics()
     with transaction.atomic():
@@ -80,6 +93,8 @@ def subscribe(
             return
         was_pending = subscriber.status == Status.PENDING and not created
         subscriber.status = Status.PENDING
+        subscriber.language = language
+        subscriber.source = source[:100]
         if first_name.strip():
             subscriber.first_name = first_name.strip()
         subscriber.topics.set(chosen)

@@ -101,6 +101,7 @@ def subscribe(request: HttpRequest) -> HttpResponse:
                     email=form.cleaned_data["email"],
                     first_name=form.cleaned_data["first_name"],
                     topics=form.cleaned_data["topics"],
+                    source=subscriptions.WEBSITE_SOURCE,
                     origin=origin_of(request),
                 )
             # Rule 4: new, pending, active, unsubscribed, or a bot: the same answer.
