@@ -3,10 +3,10 @@
 The Delivery ledger is the truth. Starting a send snapshots the audience into one
 queued row per reader with one set-based insert. Batch tasks then each claim the next
 rows in one query (queued, or sending with an expired lease), skip readers who are
-no longer active, make one ESP call for the whole batch where the ESP merges
-per-recipient values itself (Mailgun), or one call per reader over one open
-connection elsewhere, and record each result. No database transaction is open during
-an ESP call.
+no longer active, hand the readers to the configured ESP's adapter (`newsletter.esp`:
+one call per batch where the ESP merges per-recipient values itself, one message per
+reader elsewhere), and record each call's result as it comes. No database transaction
+is open during an ESP call.
 
 The one window for a duplicate: a worker that dies after the ESP accepted a call and
 before the rows were marked sent. Its rows are claimed again when the lease expires
@@ -21,19 +21,16 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache, partial
+from functools import partial
 
-from anymail.exceptions import AnymailError, AnymailRecipientsRefused
-from anymail.message import AnymailMessage
 from django.conf import settings
-from django.core.mail import get_connection
 from django.db import connection, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from newsletter import composing, emails, subscriptions
-from newsletter.composing import RenderedIssue
+from newsletter import composing, esp, subscriptions
 from newsletter.errors import NewsletterError
+from newsletter.esp import CallResult, Recipient
 from newsletter.models import Delivery, Issue, Subscriber
 
 logger = logging.getLogger(__name__)
@@ -53,35 +50,15 @@ class RetryLater(NewsletterError):
 
 # --- ESPs --------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class EspProfile:
-    """How Advances sends through the configured ESP."""
-
-    name: str
-    # Recipients per API call when the ESP merges per-recipient values itself; None
-    # means one message per recipient.
-    batch_limit: int | None
-    # The ESP's merge-field syntax for placeholders in the body.
-    merge_format: str = ""
-
-
-# ESPs whose batch sends with merge_data / merge_headers / merge_metadata work without
-# stored templates, and are exercised here against the fake ESP. Every other ESP is
-# sent one message per recipient, which is correct everywhere.
-BATCH_ESPS = {"mailgun": EspProfile("mailgun", 1000, "%recipient.{}%")}
+# Rows per claim for ESPs sent one message per recipient (see newsletter.esp).
 PER_MESSAGE_BATCH_SIZE = 100
 
 
-def esp_profile() -> EspProfile:
-    return BATCH_ESPS.get(settings.ESP, EspProfile(settings.ESP or "outbox", None))
-
-
 def batch_size() -> int:
-    profile = esp_profile()
-    size = settings.NEWSLETTER_BATCH_SIZE or profile.batch_limit or PER_MESSAGE_BATCH_SIZE
-    if profile.batch_limit:
-        size = min(size, profile.batch_limit)
+    limit = esp.adapter().batch_limit
+    size = settings.NEWSLETTER_BATCH_SIZE or limit or PER_MESSAGE_BATCH_SIZE
+    if limit:
+        size = min(size, limit)
     if settings.NEWSLETTER_MAX_RATE:
         # Keep one batch to about five seconds of the rate, so a worker waiting for its
         # turn stays far inside the task time limit.
@@ -238,30 +215,6 @@ def cancel_issue(*, issue_id: int) -> bool:
 # --- One batch ---------------------------------------------------------------------------
 
 
-LINKS = ("unsubscribe", "preferences")
-
-
-@dataclass(frozen=True)
-class Recipient:
-    delivery_id: int
-    subscriber_id: int
-    email: str
-    first_name: str
-    secret: str
-
-    def values(self) -> dict[str, str]:
-        links = emails.signed_links(self.subscriber_id, self.secret, LINKS)
-        return composing.recipient_values(
-            first_name=self.first_name,
-            unsubscribe_url=links["unsubscribe"],
-            preferences_url=links["preferences"],
-        )
-
-    def metadata(self, issue_id: int) -> dict[str, str]:
-        # ESP webhooks carry this back, mapping each event to its Delivery row.
-        return {"issue": str(issue_id), "delivery": str(self.delivery_id)}
-
-
 def send_batches(*, issue_id: int, seconds: float = 60) -> float | None:
     """Send batch after batch of this issue for about `seconds`.
 
@@ -301,11 +254,7 @@ def send_batch(*, issue_id: int) -> int:
         issue = Issue.objects.only("pk", "subject", "rendered_html", "rendered_text").get(
             pk=issue_id
         )
-        profile = esp_profile()
-        if profile.batch_limit:
-            _send_merged(issue, claim, recipients, profile)
-        else:
-            _send_one_by_one(issue, claim, recipients)
+        _dispatch(issue, claim, recipients)
     finish_if_done(issue_id=issue_id)
     return len(recipients)
 
@@ -359,101 +308,48 @@ def _claim(issue_id: int, size: int) -> tuple[str, list[Recipient]]:
     return claim, recipients
 
 
-def _send_merged(
-    issue: Issue, claim: str, recipients: list[Recipient], profile: EspProfile
-) -> None:
-    rendered = _snapshot(issue.pk, issue.subject, issue.rendered_html, issue.rendered_text)
-    merged = rendered.in_esp_syntax(profile.merge_format)
-    # The ESP fills its own merge fields in headers too, so each reader's
-    # List-Unsubscribe comes from the same merge value as the link in the body.
-    unsubscribe = emails.unsubscribe_header(profile.merge_format.format("unsubscribe_url"))
-    message = AnymailMessage(
-        subject=merged.subject,
-        body=merged.text,
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[r.email for r in recipients],
-        headers={"List-Unsubscribe": unsubscribe, **emails.shared_list_headers()},
-        metadata={"issue": str(issue.pk)},
-    )
-    message.attach_alternative(merged.html, "text/html")
-    message.merge_data = {r.email: r.values() for r in recipients}
-    # ESP webhooks carry this back, mapping each event to its Delivery row.
-    message.merge_metadata = {r.email: {"delivery": str(r.delivery_id)} for r in recipients}
+def _dispatch(issue: Issue, claim: str, recipients: list[Recipient]) -> None:
+    """Hand the batch to the ESP's adapter and record each call's result as it comes.
+    Whatever the adapter did not get to (a retry, a crash) goes back to the queue."""
+    adapter = esp.adapter()
+    by_id = {r.delivery_id: r for r in recipients}
     try:
-        message.send()
-    except AnymailError as error:
-        _record_call_failure(issue.pk, claim, recipients, error)
-        return
-    except Exception:
+        adapter.prepare(issue)
+        for result in adapter.send(issue, recipients):
+            _record(issue.pk, claim, by_id, result)
+    finally:
         _release(claim)
-        raise
-    status = message.anymail_status
-    by_email = {r.email: r for r in recipients}
-    accepted: list[tuple[Recipient, str]] = []
-    rejected: list[tuple[Recipient, str]] = []
-    for email, recipient_status in (status.recipients or {}).items():
-        target = accepted if recipient_status.status not in ("rejected", "invalid") else rejected
-        target.append((by_email[email], recipient_status.message_id or ""))
-    for recipient, _ in rejected:
-        _reject(claim, recipient, "rejected by the ESP")
+
+
+def _record(issue_id: int, claim: str, by_id: dict[int, Recipient], result: CallResult) -> None:
+    if result.sent:
+        _mark_sent(claim, result.sent, whole_batch=len(result.sent) == len(by_id))
+    for delivery_id in result.rejected:
+        _reject(claim, by_id[delivery_id], "rejected by the ESP")
+    if result.failed:
+        _record_call_failure(issue_id, claim, result.failed, result.error)
+    if result.retry is not None:
+        raise RetryLater(str(result.retry)) from result.retry
+
+
+def _mark_sent(claim: str, sent: list[tuple[int, str]], *, whole_batch: bool) -> None:
     # Mailgun gives one id per call: usually a single UPDATE marks the whole batch.
     by_message_id: dict[str, list[int]] = {}
-    for recipient, message_id in accepted:
-        by_message_id.setdefault(message_id, []).append(recipient.delivery_id)
-    whole_batch = len(by_message_id) == 1 and len(accepted) == len(recipients)
+    for delivery_id, message_id in sent:
+        by_message_id.setdefault(message_id, []).append(delivery_id)
     now = timezone.now()
     for message_id, ids in by_message_id.items():
         rows = Delivery.objects.filter(claim=claim, status=Row.SENDING)
-        if not whole_batch:
+        if not (whole_batch and len(by_message_id) == 1):
             rows = rows.filter(pk__in=ids)
         rows.update(status=Row.SENT, esp_message_id=message_id, sent_at=now, lease_until=None)
 
 
-def _send_one_by_one(issue: Issue, claim: str, recipients: list[Recipient]) -> None:
-    rendered = _snapshot(issue.pk, issue.subject, issue.rendered_html, issue.rendered_text)
-    backend = get_connection()
-    backend.open()
-    try:
-        for recipient in recipients:
-            values = recipient.values()
-            message = emails.issue_message(
-                rendered=rendered.personalise(values),
-                to=recipient.email,
-                unsubscribe_url=values["unsubscribe_url"],
-            )
-            message.connection = backend
-            message.metadata = recipient.metadata(issue.pk)  # type: ignore[attr-defined]
-            try:
-                message.send()
-            except AnymailRecipientsRefused:
-                _reject(claim, recipient, "rejected by the ESP")
-                continue
-            except AnymailError as error:
-                _record_call_failure(issue.pk, claim, [recipient], error)
-                continue
-            status = getattr(message, "anymail_status", None)
-            # Marked at once, one row per call: the duplicate window stays one reader.
-            Delivery.objects.filter(pk=recipient.delivery_id, claim=claim).update(
-                status=Row.SENT,
-                esp_message_id=(status.message_id if status else "") or "",
-                sent_at=timezone.now(),
-                lease_until=None,
-            )
-    finally:
-        _release(claim)  # whatever this batch did not get to goes back to the queue
-        backend.close()
-
-
-def _record_call_failure(
-    issue_id: int, claim: str, recipients: list[Recipient], error: AnymailError
-) -> None:
-    if emails.is_retryable(error):
-        _release(claim)
-        raise RetryLater(str(error)) from error
-    message = str(error)[:2000]
-    Delivery.objects.filter(
-        claim=claim, pk__in=[r.delivery_id for r in recipients], status=Row.SENDING
-    ).update(status=Row.FAILED, error=message, lease_until=None)
+def _record_call_failure(issue_id: int, claim: str, failed: list[int], error: str) -> None:
+    message = error[:2000]
+    Delivery.objects.filter(claim=claim, pk__in=failed, status=Row.SENDING).update(
+        status=Row.FAILED, error=message, lease_until=None
+    )
     Issue.objects.filter(pk=issue_id).update(error_count=F("error_count") + 1, last_error=message)
     if Issue.objects.filter(pk=issue_id, error_count__gte=settings.NEWSLETTER_MAX_ERRORS).exists():
         pause_issue(issue_id=issue_id, reason=f"Paused after repeated ESP errors: {message}")
@@ -473,11 +369,6 @@ def _release(claim: str) -> None:
     Delivery.objects.filter(claim=claim, status=Row.SENDING).update(
         status=Row.QUEUED, lease_until=None, claim=""
     )
-
-
-@lru_cache(maxsize=8)
-def _snapshot(issue_id: int, subject: str, html: str, text: str) -> RenderedIssue:
-    return RenderedIssue(subject=subject, html=html, text=text)
 
 
 def pause_after_outage(*, issue_id: int, error: str) -> None:

@@ -1,0 +1,24 @@
+"""Mailgun: up to 1,000 `to` recipients per call with `recipient-variables`.
+
+Mailgun fills `%recipient.KEY%` in bodies and in `h:` headers, so one List-Unsubscribe
+header in merge syntax gives every reader their own URL from the same value as the
+link in the body.
+"""
+
+from anymail.message import AnymailMessage
+
+from newsletter import emails
+from newsletter.esp.batch import BatchAdapter
+
+
+class MailgunAdapter(BatchAdapter):
+    name = "mailgun"
+    batch_limit = 1000
+    merge_format = "%recipient.{}%"
+
+    def add_list_unsubscribe(
+        self, message: AnymailMessage, values: dict[str, dict[str, str]]
+    ) -> None:
+        message.extra_headers["List-Unsubscribe"] = emails.unsubscribe_header(
+            self.merge_format.format("unsubscribe_url")
+        )
