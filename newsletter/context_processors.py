@@ -8,4 +8,7 @@ def newsletter(request: HttpRequest) -> dict[str, str]:
     return {
         "postal_address": settings.NEWSLETTER_POSTAL_ADDRESS,
         "consent_wording": CONSENT_WORDING,
+        # The public base URL: canonical and Open Graph addresses name the site as
+        # readers reach it, not as the app server behind the proxy sees it.
+        "site_url": settings.SITE_URL,
     }

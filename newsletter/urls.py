@@ -11,6 +11,7 @@ urlpatterns = [
     path("preferences/<str:token>/", views.preferences, name="preferences"),
     path("preferences/<str:token>/my-data/", views.request_my_data, name="request_my_data"),
     path("preferences/<str:token>/erase/", views.erase_my_data, name="erase_my_data"),
+    path("privacy/", views.privacy_page, name="privacy"),
     path("archive/", views.archive, name="archive"),
     path("archive/feed/", views.ArchiveFeed(), name="archive_feed"),
     path("archive/<slug:slug>/", views.archive_issue, name="archive_issue"),

@@ -119,11 +119,12 @@ def test_reader_signs_up_confirms_changes_preferences_and_unsubscribes_in_a_brow
     page = open_page()
 
     page.goto("/")
-    page.get_by_label("Email address").fill("Ann@Example.com")
-    page.get_by_label("First name (optional)").fill("Ann")
-    expect(page.get_by_label("Advances", exact=True)).to_be_checked()  # the default topic
-    page.get_by_label("Breast cancer").check()
-    page.get_by_role("button", name="Subscribe", exact=True).click()
+    signup = page.locator("#signup")  # the full form, with every topic
+    signup.get_by_label("Email address").fill("Ann@Example.com")
+    signup.get_by_label("First name (optional)").fill("Ann")
+    expect(signup.get_by_label("Advances", exact=True)).to_be_checked()  # the default topic
+    signup.get_by_label("Breast cancer").check()
+    signup.get_by_role("button", name="Subscribe", exact=True).click()
 
     expect(heading(page)).to_have_text("Check your inbox")
     ann = Subscriber.objects.get(email="ann@example.com")
@@ -339,6 +340,7 @@ def test_every_public_page_has_no_wcag_violations_and_fits_a_phone(
     tour = [
         ("home", goto("/"), "Getting a breast cancer second opinion"),
         ("archive", goto("/newsletter/archive/"), "Past issues of Advances"),
+        ("privacy", goto("/newsletter/privacy/"), "Advances and your privacy"),
         ("archive issue", goto(f"/newsletter/archive/{sent_issue.slug}/"), sent_issue.subject),
         ("subscribe", goto("/newsletter/subscribe/"), "Subscribe to Advances"),
         ("subscribe with errors", invalid_address, "Subscribe to Advances"),
@@ -380,6 +382,51 @@ def test_every_public_page_has_no_wcag_violations_and_fits_a_phone(
     assert not failures, "\n".join(failures)
     assert Subscriber.objects.get(email="pending@example.com").status == "active"
     assert Subscriber.objects.get(email="leaving@example.com").status == "unsubscribed"
+
+
+# --- The signup on the first screen -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "viewport", [DESKTOP, {"width": 375, "height": 812}], ids=["1280x900", "375x812"]
+)
+def test_landing_page_signup_button_is_on_the_first_screen(open_page, viewport, main_topic):
+    """A reader sees the signup without scrolling: the compact form's button lies
+    wholly inside the first viewport, at a desktop's and a phone's size, and the page
+    stays axe clean. Signing up through it gives the same answer as the full form."""
+    for position in range(1, 4):  # the landing page as long as the demo's
+        EducationPieceFactory(
+            title=f"Piece {position}", body="A paragraph. " * 80, home_position=position
+        )
+    page = open_page(mobile=viewport["width"] < 600)
+    page.set_viewport_size(viewport)
+    page.goto("/")
+
+    button = page.get_by_role("button", name="Sign up", exact=True)
+    box = button.bounding_box()
+    assert box is not None
+    assert box["y"] >= 0
+    assert box["y"] + box["height"] <= viewport["height"], box
+    assert box["x"] + box["width"] <= viewport["width"], box
+    SHOTS_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SHOTS_DIR / f"first-screen-{viewport['width']}.png")
+    assert not (violations := axe_violations(page)), describe(violations)
+
+    page.get_by_label("Your email").fill("Quick@Example.com")
+    with page.expect_navigation():
+        button.click()
+    expect(heading(page)).to_have_text("Check your inbox")
+    quick = Subscriber.objects.get(email="quick@example.com")
+    assert quick.status == Subscriber.Status.PENDING
+    assert list(quick.topics.all()) == [main_topic]
+
+
+def test_every_public_page_links_to_the_signup_from_its_header(open_page):
+    page = open_page()
+    for path in ["/", "/newsletter/archive/", "/newsletter/privacy/", "/no-such-page/"]:
+        page.goto(path)
+        page.get_by_role("navigation").get_by_role("link", name="Subscribe").click()
+        expect(heading(page)).to_have_text("Subscribe to Advances")
 
 
 # --- Keyboard use: what axe-core cannot see ---------------------------------------------

@@ -40,6 +40,22 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
+def privacy_page(request: HttpRequest) -> HttpResponse:
+    """The privacy page: what is kept, why, for how long, and the reader's rights, with
+    the retention figures this deployment actually applies."""
+    return render(
+        request,
+        "newsletter/privacy.html",
+        {
+            "pending_days": settings.NEWSLETTER_PENDING_DAYS,
+            "consent_detail_days": settings.NEWSLETTER_CONSENT_DETAIL_DAYS,
+            "confirm_days": settings.NEWSLETTER_CONFIRM_DAYS,
+            "tracking": settings.NEWSLETTER_TRACKING,
+        },
+    )
+
+
+@require_safe
 def archive(request: HttpRequest) -> HttpResponse:
     issues = Issue.objects.filter(status=Issue.Status.SENT).order_by("-sent_at")
     return render(request, "newsletter/archive.html", {"issues": issues, "form": SubscribeForm()})
