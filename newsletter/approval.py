@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User as AuthUser
 from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -27,7 +28,7 @@ from newsletter.models import EducationPiece, Issue, IssueReview
 
 REVIEWERS_GROUP = "Clinical reviewers"
 Decision = IssueReview.Decision
-User = AbstractBaseUser | AnonymousUser
+User = AuthUser | AnonymousUser
 
 
 class ApprovalMissing(NewsletterError):
@@ -205,7 +206,7 @@ def review_issue(
     rendered = composing.render_issue(issue)
     return IssueReview.objects.create(
         issue=issue,
-        reviewer=reviewer,
+        reviewer=reviewer if isinstance(reviewer, AuthUser) else None,
         decision=decision,
         comment=comment,
         fingerprint=current,

@@ -319,16 +319,6 @@ CELERY_BEAT_SCHEDULE["newsletter-list-snapshot"] = {
     "task": "newsletter.tasks.take_list_snapshot",
     "schedule": 60 * 60.0,
 }
-# Every 30 s: enrol new readers in welcome series and queue the steps that are due.
-CELERY_BEAT_SCHEDULE["newsletter-series"] = {
-    "task": "newsletter.tasks.run_series",
-    "schedule": 30.0,
-}
-# Weekly: tell the Clinical reviewers which pieces' reviews fall due within 30 days.
-CELERY_BEAT_SCHEDULE["newsletter-reviews-due"] = {
-    "task": "newsletter.tasks.send_reviews_due",
-    "schedule": 7 * 24 * 60 * 60.0,
-}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 LOGGING = {

@@ -40,7 +40,7 @@ class ReviewForm(forms.Form):
     seen = forms.CharField(widget=forms.HiddenInput, max_length=64)
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}
         if (
             data.get("decision") == approval.Decision.CHANGES_REQUESTED
             and not data.get("comment", "").strip()

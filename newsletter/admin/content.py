@@ -1,6 +1,8 @@
 """The admin for editors and publishers: education pieces and issues, with preview,
 test sends, sending and delivery progress."""
 
+from datetime import timedelta
+
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
 from django.conf import settings
@@ -71,7 +73,7 @@ class ReviewDueFilter(admin.SimpleListFilter):
             return queryset.filter(review_due__lt=today)
         if self.value() == "due-soon":
             return queryset.filter(
-                review_due__gte=today, review_due__lte=today + timezone.timedelta(days=30)
+                review_due__gte=today, review_due__lte=today + timedelta(days=30)
             )
         return queryset
 
