@@ -4,9 +4,10 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
-from newsletter import composing
-from newsletter.models import EducationPiece, Issue, Topic
+from newsletter import approval, composing
+from newsletter.models import EducationPiece, Issue, IssuePiece, Topic
 
 
 def refuse_control_characters(value: str) -> None:
@@ -174,3 +175,24 @@ class SubscriberImportForm(forms.Form):
         label="What is this list?",
         help_text="Kept with every imported reader's consent, e.g. “2024 health fair sheet”.",
     )
+
+
+class IssuePieceForm(forms.ModelForm):
+    """A piece in an issue: one whose clinical review is overdue cannot be added."""
+
+    class Meta:
+        model = IssuePiece
+        fields = ["position", "piece"]
+
+    def clean_piece(self) -> EducationPiece:
+        piece = self.cleaned_data["piece"]
+        if piece is not None and "piece" in self.changed_data and approval.review_overdue(piece):
+            raise ValidationError(
+                _(
+                    "The clinical review of “%(title)s” was due on %(due)s: renew the "
+                    "review before adding it to an issue."
+                ),
+                code="review_overdue",
+                params={"title": piece.title, "due": f"{piece.review_due:%Y-%m-%d}"},
+            )
+        return piece

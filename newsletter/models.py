@@ -1,5 +1,7 @@
 """Advances' data and its constraints. Rules live in the service modules."""
 
+import calendar
+import datetime
 import secrets
 
 from django.conf import settings
@@ -9,6 +11,15 @@ from django.db.models.functions import Lower
 
 def new_subscriber_secret() -> str:
     return secrets.token_urlsafe(12)
+
+
+def add_months(day: datetime.date, months: int) -> datetime.date:
+    """The same day `months` later, or the month's last day (31 Jan + 1 = 28/29 Feb)."""
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return day.replace(
+        year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
+    )
 
 
 class Topic(models.Model):
@@ -153,13 +164,25 @@ class EducationPiece(models.Model):
     )
     reviewed_on = models.DateField(null=True, blank=True)
     review_due = models.DateField(
-        null=True, blank=True, help_text="When the clinical review must be renewed."
+        null=True,
+        blank=True,
+        help_text="When the clinical review must be renewed. Left blank: "
+        "NEWSLETTER_REVIEW_MONTHS after the review date.",
     )
     language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
     home_position = models.PositiveIntegerField(
         null=True,
         blank=True,
         help_text="Show on the home page at this position; leave blank to leave it off.",
+    )
+    # The last person who changed it: they may not approve an issue containing it.
+    last_edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -176,6 +199,11 @@ class EducationPiece(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    def save(self, *args, **kwargs):
+        if self.review_due is None and self.reviewed_on is not None:
+            self.review_due = add_months(self.reviewed_on, settings.NEWSLETTER_REVIEW_MONTHS)
+        super().save(*args, **kwargs)
+
 
 class Issue(models.Model):
     class Status(models.TextChoices):
@@ -186,6 +214,12 @@ class Issue(models.Model):
         SENT = "sent", "Sent"
         CANCELLED = "cancelled", "Cancelled"
 
+    class Kind(models.TextChoices):
+        ISSUE = "issue", "Issue"
+        # Owned by a welcome-series step: never archived, never finished (see series.py).
+        SERIES_STEP = "series_step", "Welcome series step"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.ISSUE, editable=False)
     subject = models.CharField(max_length=200)
     slug = models.SlugField(max_length=200, unique=True)
     preheader = models.CharField(
@@ -216,12 +250,24 @@ class Issue(models.Model):
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
+    # The last person who changed it: they may not approve it (approval.py).
+    last_edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
-        permissions = [("send_issue", "Can send, schedule, pause, resume and cancel an issue")]
+        permissions = [
+            ("send_issue", "Can send, schedule, pause, resume and cancel an issue"),
+            ("approve_issue", "Can approve an issue (or a series step) for sending"),
+        ]
 
     def __str__(self) -> str:
         return self.subject
@@ -355,3 +401,109 @@ class ListSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"List on {self.day}"
+
+
+class IssueReview(models.Model):
+    """A clinical reviewer's decision on one version of an issue: an approval, or a
+    request for changes with a comment. An approval holds for exactly the version
+    whose fingerprint it records (approval.fingerprint); any edit voids it."""
+
+    class Decision(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        CHANGES_REQUESTED = "changes_requested", "Changes requested"
+
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decision = models.CharField(max_length=20, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    # A SHA-256 of the subject, rendered HTML and text, target topics and language.
+    fingerprint = models.CharField(max_length=64)
+    # What the reviewer saw, kept so the next reviewer sees what changed since.
+    subject = models.CharField(max_length=200)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_decision_display()} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class IssueForReview(Issue):
+    """The reviewers' queue in the admin: issues and series steps awaiting approval."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "issue awaiting review"
+        verbose_name_plural = "review queue"
+
+
+class WelcomeSeries(models.Model):
+    """Ordered steps each new reader of a topic (in one language) gets after joining."""
+
+    name = models.CharField(max_length=200)
+    topic = models.ForeignKey(Topic, on_delete=models.PROTECT, related_name="series")
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "welcome series"
+        constraints = [
+            models.UniqueConstraint(fields=["topic", "language"], name="series_per_topic_language"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SeriesStep(models.Model):
+    """One email of a series: an education piece or a short message, sent `delay_days`
+    after the reader joined. Its content lives in its own Issue (kind series_step),
+    so it is approved, rendered and sent as issues are."""
+
+    series = models.ForeignKey(WelcomeSeries, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField(default=0)
+    delay_days = models.PositiveIntegerField(help_text="Days after the reader joined.")
+    subject = models.CharField(max_length=200)
+    message = models.TextField(blank=True, help_text="Markdown, shown before the piece.")
+    piece = models.ForeignKey(
+        EducationPiece, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    issue = models.OneToOneField(
+        Issue, on_delete=models.PROTECT, related_name="series_step", editable=False
+    )
+
+    class Meta:
+        ordering = ["series", "position", "delay_days", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(message="") | models.Q(piece__isnull=False),
+                name="series_step_has_content",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Day {self.delay_days}: {self.subject}"
+
+
+class SeriesEnrolment(models.Model):
+    """A reader's place in a series. `started_at` null: the reader was on the topic
+    before the series existed, so they do not get it."""
+
+    series = models.ForeignKey(WelcomeSeries, on_delete=models.CASCADE, related_name="enrolments")
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="series_enrolments"
+    )
+    started_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["series", "subscriber"], name="enrolment_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id} in {self.series_id}"

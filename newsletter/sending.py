@@ -28,7 +28,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from newsletter import composing, esp, subscriptions
+from newsletter import approval, composing, esp, subscriptions
 from newsletter.errors import NewsletterError
 from newsletter.esp import CallResult, Recipient
 from newsletter.models import Delivery, Issue, Subscriber
@@ -106,6 +106,7 @@ def start_issue(*, issue_id: int) -> int:
         issue = Issue.objects.select_for_update().get(pk=issue_id)
         if issue.status not in (Status.DRAFT, Status.SCHEDULED):
             return 0
+        approval.require_valid(issue)  # rule 9: raises ApprovalMissing
         rendered = composing.render_issue(issue)
         issue.rendered_html, issue.rendered_text = rendered.html, rendered.text
         issue.status = Status.SENDING
@@ -163,7 +164,9 @@ def _queue_lanes(issue_id: int, rows: int) -> None:
 
 
 def schedule_issue(*, issue_id: int, when: datetime) -> None:
-    """Have the periodic task start a draft issue at `when`."""
+    """Have the periodic task start a draft issue at `when`. Raises ApprovalMissing
+    unless it is approved (checked again when it comes due)."""
+    approval.require_valid(Issue.objects.get(pk=issue_id))
     changed = Issue.objects.filter(pk=issue_id, status__in=[Status.DRAFT, Status.SCHEDULED]).update(
         status=Status.SCHEDULED, scheduled_at=when
     )
@@ -385,7 +388,7 @@ def finish_if_done(*, issue_id: int) -> bool:
         issue_id=OuterRef("pk"), status__in=[Row.QUEUED, Row.SENDING]
     )
     return bool(
-        Issue.objects.filter(pk=issue_id, status=Status.SENDING)
+        Issue.objects.filter(pk=issue_id, status=Status.SENDING, kind=Issue.Kind.ISSUE)
         .exclude(Exists(unfinished))
         .update(status=Status.SENT, sent_at=timezone.now())
     )
@@ -398,7 +401,10 @@ def run_periodic() -> None:
     for issue_id in Issue.objects.filter(
         status=Status.SCHEDULED, scheduled_at__lte=now
     ).values_list("pk", flat=True):
-        start_issue(issue_id=issue_id)
+        try:
+            start_issue(issue_id=issue_id)
+        except approval.ApprovalMissing as error:
+            approval.hold_scheduled(issue_id=issue_id, error=error)
     expired = (
         Delivery.objects.filter(
             status=Row.SENDING, lease_until__lt=now, issue__status=Status.SENDING

@@ -259,6 +259,11 @@ NEWSLETTER_LANES = env_int("NEWSLETTER_LANES", 16)
 NEWSLETTER_MAX_RATE = env_int("NEWSLETTER_MAX_RATE", 0)
 # ESP calls that fail for good before a send pauses itself.
 NEWSLETTER_MAX_ERRORS = env_int("NEWSLETTER_MAX_ERRORS", 5)
+# Rule 9: nothing is sent without a clinical reviewer's approval. false is for a
+# one-person demo only.
+NEWSLETTER_REQUIRE_APPROVAL = env_bool("NEWSLETTER_REQUIRE_APPROVAL", True)
+# An education piece's clinical review is due this many months after it was reviewed.
+NEWSLETTER_REVIEW_MONTHS = env_int("NEWSLETTER_REVIEW_MONTHS", 12)
 # An optional mailto: for List-Unsubscribe, beside the one-click HTTPS URL.
 NEWSLETTER_UNSUBSCRIBE_MAILTO = os.environ.get("NEWSLETTER_UNSUBSCRIBE_MAILTO", "")
 NEWSLETTER_SIGNUP_RATE_IP = os.environ.get("NEWSLETTER_SIGNUP_RATE_IP", "20/h")

@@ -79,3 +79,13 @@ class IssueFactory(factory.django.DjangoModelFactory):
         if create:
             for position, piece in enumerate(extracted or [], start=1):
                 IssuePiece.objects.create(issue=self, piece=piece, position=position)
+
+
+def approve(issue: Issue, reviewer=None) -> Issue:
+    """Have a clinical reviewer (not its author) approve the issue as it is now, as
+    rule 9 requires before any send. Returns the issue."""
+    from newsletter import approval
+
+    reviewer = reviewer or UserFactory(groups=[approval.REVIEWERS_GROUP])
+    approval.review_issue(issue_id=issue.pk, reviewer=reviewer, decision=approval.Decision.APPROVED)
+    return issue

@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from newsletter.models import ConsentEvent, Subscriber, Topic
-from tests.factories import UserFactory
+from tests.factories import UserFactory, approve
 
 pytestmark = pytest.mark.django_db
 
@@ -90,11 +90,13 @@ def test_seed_demo_uses_the_password_from_the_environment(db, monkeypatch, tmp_p
 def demo_issue(main_topic):
     from tests.factories import EducationPieceFactory, IssueFactory
 
-    return IssueFactory(
-        subject="Second opinions",
-        with_pieces=[
-            EducationPieceFactory(title="Why it matters", body="It can change your plan.")
-        ],
+    return approve(
+        IssueFactory(
+            subject="Second opinions",
+            with_pieces=[
+                EducationPieceFactory(title="Why it matters", body="It can change your plan.")
+            ],
+        )
     )
 
 

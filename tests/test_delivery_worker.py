@@ -11,7 +11,7 @@ from newsletter import sending, subscriptions, tasks
 from newsletter.models import Delivery, Issue, Subscriber
 from newsletter.subscriptions import Origin
 from tests.conftest import wait_until
-from tests.factories import EducationPieceFactory, IssueFactory, SubscriberFactory
+from tests.factories import EducationPieceFactory, IssueFactory, SubscriberFactory, approve
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -29,11 +29,13 @@ def mailgun_env(esp, **extra):
 
 @pytest.fixture
 def issue(main_topic):
-    return IssueFactory(
-        subject="Second opinions",
-        with_pieces=[
-            EducationPieceFactory(title="Why it matters", body="It can change your plan.")
-        ],
+    return approve(
+        IssueFactory(
+            subject="Second opinions",
+            with_pieces=[
+                EducationPieceFactory(title="Why it matters", body="It can change your plan.")
+            ],
+        )
     )
 
 

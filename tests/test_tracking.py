@@ -27,7 +27,13 @@ from newsletter.models import (
     ListSnapshot,
     Subscriber,
 )
-from tests.factories import EducationPieceFactory, IssueFactory, SubscriberFactory, UserFactory
+from tests.factories import (
+    EducationPieceFactory,
+    IssueFactory,
+    SubscriberFactory,
+    UserFactory,
+    approve,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -180,9 +186,13 @@ def post_postmark(client: Client, payload: Any, **extra: Any) -> Any:
 
 @pytest.fixture
 def issue(main_topic):
-    return IssueFactory(
-        status=Issue.Status.SENT,
-        with_pieces=[EducationPieceFactory(title="Why it matters", body="It can change a plan.")],
+    return approve(
+        IssueFactory(
+            status=Issue.Status.SENT,
+            with_pieces=[
+                EducationPieceFactory(title="Why it matters", body="It can change a plan.")
+            ],
+        )
     )
 
 
@@ -493,7 +503,7 @@ def test_bounce_and_complaint_posted_over_http_suppress_and_show_on_the_issue(
         "MAILGUN_SENDER_DOMAIN": "mg.example.org",
     }
     readers = SubscriberFactory.create_batch(5, topics=[main_topic])
-    first = IssueFactory(with_pieces=[EducationPieceFactory()])
+    first = approve(IssueFactory(with_pieces=[EducationPieceFactory()]))
     sending.start_issue(issue_id=first.pk)
     accepted = {entry.to: entry for entry in fake_esp.accepted}
     assert sorted(accepted) == sorted(r.email for r in readers)
@@ -532,7 +542,7 @@ def test_bounce_and_complaint_posted_over_http_suppress_and_show_on_the_issue(
     ) == (3, 1, 1)
 
     fake_esp.reset()
-    second = IssueFactory(with_pieces=[EducationPieceFactory()])
+    second = approve(IssueFactory(with_pieces=[EducationPieceFactory()]))
     sending.start_issue(issue_id=second.pk)
     assert sorted(entry.to for entry in fake_esp.accepted) == sorted(r.email for r in readers[2:])
 

@@ -1,6 +1,8 @@
 """The admin for editors and publishers: education pieces and issues, with preview,
 test sends, sending and delivery progress."""
 
+from datetime import timedelta
+
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
 from django.conf import settings
@@ -12,9 +14,17 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from newsletter import charts, composing, sending, tasks, tracking
-from newsletter.forms import EducationPieceAdminForm, IssueAdminForm, ScheduleForm, TestSendForm
+from newsletter import approval, charts, composing, sending, tasks, tracking
+from newsletter.forms import (
+    EducationPieceAdminForm,
+    IssueAdminForm,
+    IssuePieceForm,
+    ScheduleForm,
+    TestSendForm,
+)
 from newsletter.models import (
     EducationPiece,
     Issue,
@@ -22,15 +32,57 @@ from newsletter.models import (
 )
 
 
+def approval_context(issue: Issue) -> dict[str, object]:
+    state = approval.approval_state(issue)
+    return {
+        "approval_state": state,
+        "approval_explanation": state.explanation(),
+        "approvers": approval.possible_approvers(issue),
+        "issue_history": approval.history(issue),
+        "review_comments": issue.reviews.exclude(comment="").select_related("reviewer"),
+    }
+
+
+def approval_refusal(issue: Issue, error: approval.ApprovalMissing) -> str:
+    """What is missing, and who can approve."""
+    approvers = approval.possible_approvers(issue)
+    who = (
+        _("Clinical reviewers who can approve it: %(names)s.") % {"names": ", ".join(approvers)}
+        if approvers
+        else _(
+            "Nobody in Clinical reviewers can approve it yet (its author and last editor may not)."
+        )
+    )
+    return _("Not sent: %(why)s %(who)s") % {"why": str(error), "who": who}
+
+
 def staff_first_name(request: HttpRequest) -> str:
     return getattr(request.user, "first_name", "")
+
+
+class ReviewDueFilter(admin.SimpleListFilter):
+    title = gettext_lazy("clinical review")
+    parameter_name = "review"
+
+    def lookups(self, request, model_admin):
+        return [("overdue", _("Overdue")), ("due-soon", _("Due within 30 days"))]
+
+    def queryset(self, request, queryset):
+        today = timezone.localdate()
+        if self.value() == "overdue":
+            return queryset.filter(review_due__lt=today)
+        if self.value() == "due-soon":
+            return queryset.filter(
+                review_due__gte=today, review_due__lte=today + timedelta(days=30)
+            )
+        return queryset
 
 
 @admin.register(EducationPiece)
 class EducationPieceAdmin(admin.ModelAdmin):
     form = EducationPieceAdminForm
     list_display = ["title", "topic", "review_status", "reading_level", "home_position"]
-    list_filter = ["topic"]
+    list_filter = ["topic", ReviewDueFilter]
     search_fields = ["title", "summary", "body"]
     prepopulated_fields = {"slug": ["title"]}
     readonly_fields = ["reading_level", "created_at", "updated_at"]
@@ -40,6 +92,10 @@ class EducationPieceAdmin(admin.ModelAdmin):
         ("Clinical review", {"fields": ["reviewed_by", "reviewed_on", "review_due"]}),
         ("Readability", {"fields": ["reading_level", "created_at", "updated_at"]}),
     ]
+
+    def save_model(self, request, obj, form, change):
+        obj.last_edited_by = request.user  # may not approve an issue containing it
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="clinical review")
     def review_status(self, piece: EducationPiece) -> str:
@@ -59,6 +115,7 @@ class EducationPieceAdmin(admin.ModelAdmin):
 
 class IssuePieceInline(admin.TabularInline):
     model = IssuePiece
+    form = IssuePieceForm
     extra = 1
     fields = ["position", "piece"]
     autocomplete_fields = ["piece"]
@@ -79,7 +136,26 @@ class IssueAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if obj.author_id is None:
             obj.author = request.user
+        obj.last_edited_by = request.user  # may not approve it (approval.py)
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # Pieces or topics changed without a change to the issue's own fields still
+        # change what readers get: mark the issue edited, by this person.
+        Issue.objects.filter(pk=form.instance.pk).update(
+            last_edited_by=request.user, updated_at=timezone.now()
+        )
+
+    def get_queryset(self, request):
+        # A welcome-series step's issue is managed from its series.
+        return super().get_queryset(request).filter(kind=Issue.Kind.ISSUE)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        issue = Issue.objects.filter(pk=object_id).first() if object_id.isdigit() else None
+        if issue is not None:
+            extra_context = {**(extra_context or {}), **approval_context(issue)}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
         own = [
@@ -184,6 +260,9 @@ class IssueAdmin(admin.ModelAdmin):
                 if action == "cancel":
                     sending.cancel_issue(issue_id=issue.pk)
                     return redirect(progress_url)
+            except approval.ApprovalMissing as error:
+                messages.error(request, approval_refusal(issue, error))
+                return redirect(request.path)
             except sending.IssueStateError:
                 messages.error(request, f"That is not possible while the issue is {issue.status}.")
                 return redirect(progress_url)
@@ -197,6 +276,7 @@ class IssueAdmin(admin.ModelAdmin):
             "audience_total": total,
             "audience_per_topic": per_topic,
             "schedule_form": form,
+            **approval_context(issue),
         }
         return TemplateResponse(request, "admin/newsletter/issue/send.html", context)
 

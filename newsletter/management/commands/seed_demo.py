@@ -3,13 +3,16 @@ admin user. Safe to run again: it updates what it made before and adds nothing t
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from newsletter import approval
 from newsletter.models import EducationPiece, Issue, IssuePiece, Subscriber, Topic
 
 TOPICS = [
@@ -25,6 +28,7 @@ TOPICS = [
 ]
 
 CENTER_PHONE = "(608) 266-6400"
+DEMO_CLINICIAN = "Demo Clinician, MD (breast oncology)"
 
 # Drawn from the center's page "Getting a Breast Cancer Second Opinion" (shared/seeds/).
 PIECES = [
@@ -161,13 +165,45 @@ class Command(BaseCommand):
             IssuePiece.objects.update_or_create(
                 issue=issue, piece=piece, defaults={"position": position}
             )
+        today = timezone.localdate()
+        EducationPiece.objects.filter(slug__in=[p["slug"] for p in PIECES]).update(
+            reviewed_by=DEMO_CLINICIAN, reviewed_on=today, review_due=today + timedelta(days=365)
+        )
         self.stdout.write(
             f"Demo content: {len(topics)} topics, {len(SUBSCRIBERS)} subscribers, "
             f"{len(pieces)} education pieces, draft issue '{issue.subject}'."
         )
-        self.ensure_admin(options["username"])
+        admin_user = self.ensure_admin(options["username"])
+        reviewer = self.ensure_reviewer()
+        if issue.author_id is None:
+            Issue.objects.filter(pk=issue.pk).update(author=admin_user)
+        issue.refresh_from_db()
+        if issue.status == Issue.Status.DRAFT and not approval.approval_state(issue).valid:
+            approval.review_issue(
+                issue_id=issue.pk,
+                reviewer=reviewer,
+                decision=approval.Decision.APPROVED,
+                comment="Demo approval.",
+            )
+        self.stdout.write(f"Demo issue approved by the demo reviewer '{reviewer.username}'.")
 
-    def ensure_admin(self, username: str) -> None:
+    def ensure_reviewer(self):
+        """A clinical reviewer who did not write the demo issue (rule 9). Log in with the
+        same password as the admin user."""
+        User = get_user_model()
+        admin_user = User.objects.filter(is_superuser=True).order_by("pk").first()
+        reviewer, created = User.objects.get_or_create(
+            username="reviewer",
+            defaults={"email": "reviewer@example.org", "is_staff": True,
+                      "first_name": "Demo", "last_name": "Reviewer"},
+        )  # fmt: skip
+        if created and admin_user is not None:
+            reviewer.password = admin_user.password
+            reviewer.save(update_fields=["password"])
+        reviewer.groups.add(Group.objects.get(name=approval.REVIEWERS_GROUP))
+        return reviewer
+
+    def ensure_admin(self, username: str):
         User = get_user_model()
         # The generated password is kept beside the SQLite database so that every
         # `make run` can print it; DJANGO_SUPERUSER_PASSWORD always wins.
@@ -187,4 +223,5 @@ class Command(BaseCommand):
         if not password and password_file.exists():
             password = password_file.read_text().strip()
         shown = password or "(unchanged; set DJANGO_SUPERUSER_PASSWORD to reset it)"
-        self.stdout.write(f"Admin login: {username} / {shown}")
+        self.stdout.write(f"Admin login: {username} / {shown} (reviewer: reviewer, same password)")
+        return user

@@ -4,7 +4,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from newsletter import sending
+from newsletter import approval, sending
 from newsletter.models import Issue
 
 
@@ -23,7 +23,10 @@ class Command(BaseCommand):
             queued = sending.resume_issue(issue_id=issue.pk)
             self.stdout.write(f"Resumed: {queued} readers still to go.")
         elif issue.status in (Issue.Status.DRAFT, Issue.Status.SCHEDULED):
-            queued = sending.start_issue(issue_id=issue.pk)
+            try:
+                queued = sending.start_issue(issue_id=issue.pk)
+            except approval.ApprovalMissing as error:
+                raise CommandError(f"Approval missing: {error}") from error
             self.stdout.write(f"Sending to {queued} readers.")
         elif issue.status != Issue.Status.SENDING:
             raise CommandError(f"The issue is {issue.status}; there is nothing to send.")
