@@ -2,11 +2,12 @@ from datetime import datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from newsletter import approval, composing
+from newsletter import approval, composing, embed
 from newsletter.models import EducationPiece, Issue, IssuePiece, Topic
 
 
@@ -77,6 +78,26 @@ class SubscribeForm(forms.Form):
             self.fields["topics"].initial = list(
                 Topic.objects.filter(is_default=True).values_list("pk", flat=True)
             )
+
+
+class EmbedSubscribeForm(SubscribeForm):
+    """The signup form as an embed on another site posts it: the same fields and checks,
+    plus the embed's source name and the reader's language."""
+
+    source = forms.CharField(required=False, max_length=100)
+    language = forms.ChoiceField(required=False, choices=settings.LANGUAGES)
+
+    def clean_source(self) -> str:
+        name = self.cleaned_data["source"] or embed.DEFAULT_SOURCE
+        try:
+            return embed.clean_source(name)
+        except embed.InvalidSource:
+            raise ValidationError(
+                _("Use lower-case letters, digits, “-” or “_” only."), code="invalid_source"
+            ) from None
+
+    def clean_language(self) -> str:
+        return self.cleaned_data["language"] or settings.LANGUAGE_CODE
 
 
 class PreferencesForm(forms.Form):

@@ -507,3 +507,35 @@ class SeriesEnrolment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscriber_id} in {self.series_id}"
+
+
+class ApiKey(models.Model):
+    """One of the center's systems (its portal, its CRM) allowed to use the JSON API.
+
+    Only a SHA-256 hash of the key is kept: the key is shown once, when it is made
+    (newsletter.api_keys). The name is the source recorded on every reader it adds and
+    in the consent log of everything it changes."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read: look up a reader's status, list sent issues"
+        WRITE = "write", "Write: also add readers, change topics, unsubscribe"
+
+    name = models.SlugField(
+        max_length=100, unique=True, help_text="The system using it, e.g. “patient-portal”."
+    )
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.READ)
+    prefix = models.CharField(max_length=16, editable=False, help_text="The key's first letters.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, editable=False
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

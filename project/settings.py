@@ -56,6 +56,9 @@ INSTALLED_APPS = [
     "anymail",
     "django_ratelimit",
     "csp",
+    # django-ninja: the JSON API; listed so its docs page uses its own bundled static
+    # files (no CDN), which our Content-Security-Policy allows.
+    "ninja",
     "newsletter",
 ]
 
@@ -268,6 +271,11 @@ NEWSLETTER_REVIEW_MONTHS = env_int("NEWSLETTER_REVIEW_MONTHS", 12)
 NEWSLETTER_UNSUBSCRIBE_MAILTO = os.environ.get("NEWSLETTER_UNSUBSCRIBE_MAILTO", "")
 NEWSLETTER_SIGNUP_RATE_IP = os.environ.get("NEWSLETTER_SIGNUP_RATE_IP", "20/h")
 NEWSLETTER_SIGNUP_RATE_EMAIL = os.environ.get("NEWSLETTER_SIGNUP_RATE_EMAIL", "5/h")
+# Web pages of the center's own sites allowed to embed the signup form, as origins
+# (scheme://host[:port], comma-separated). Empty: no other site can sign anyone up.
+NEWSLETTER_EMBED_ORIGINS = env_list("NEWSLETTER_EMBED_ORIGINS")
+# Requests per API key within the window (django-ratelimit rate); then 429.
+NEWSLETTER_API_RATE = os.environ.get("NEWSLETTER_API_RATE", "120/m")
 # Retention (privacy.apply_retention): unconfirmed signups are deleted after this many
 # days, and IP addresses and user agents in the consent log dropped after this many.
 NEWSLETTER_PENDING_DAYS = env_int("NEWSLETTER_PENDING_DAYS", 30)

@@ -2,12 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 
 from newsletter.views import reader, site, webhooks
+from newsletter.views.api import api
 from project.security import throttle_failed_logins
 
 urlpatterns = [
     path("", reader.home, name="home"),
     path("healthz", site.healthz, name="healthz"),
     path("newsletter/", include("newsletter.urls")),
+    # The JSON API for the center's systems: versioned, never under a language prefix.
+    path("api/v1/", api.urls),
     path("anymail/", include((webhooks.tracking_webhook_urls(), "anymail"))),
     # Ahead of admin.site.urls, so the admin's own login URL is the throttled one.
     path("admin/login/", throttle_failed_logins(admin.site.login)),

@@ -2,6 +2,6 @@
 (export, erase, import), `content` (education pieces and issues: preview, test, send),
 `approval` (the clinical reviewers' queue and issue histories)."""
 
-from newsletter.admin import approval, content, readers
+from newsletter.admin import api_keys, approval, content, readers
 
-__all__ = ["approval", "content", "readers"]
+__all__ = ["api_keys", "approval", "content", "readers"]

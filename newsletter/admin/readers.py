@@ -9,6 +9,7 @@ from django.urls import path
 
 from newsletter import charts, tracking
 from newsletter.admin.data_rights import SubscriberDataRightsMixin
+from newsletter.admin.embed import SubscriberEmbedMixin
 from newsletter.models import ConsentEvent, DeliveryEvent, Subscriber, Topic
 
 
@@ -36,9 +37,9 @@ class ConsentEventInline(admin.TabularInline):
 
 
 @admin.register(Subscriber)
-class SubscriberAdmin(SubscriberDataRightsMixin, admin.ModelAdmin):
-    list_display = ["email", "first_name", "status", "created_at", "confirmed_at"]
-    list_filter = ["status", "topics"]
+class SubscriberAdmin(SubscriberEmbedMixin, SubscriberDataRightsMixin, admin.ModelAdmin):
+    list_display = ["email", "first_name", "status", "source", "created_at", "confirmed_at"]
+    list_filter = ["status", "source", "topics"]
     search_fields = ["email", "first_name"]
     readonly_fields = ["created_at", "updated_at", "confirmed_at", "unsubscribed_at"]
     filter_horizontal = ["topics"]

@@ -68,3 +68,9 @@ def signup_rate_per_address(group: str, request: HttpRequest) -> str:
 
 def submitted_address(group: str, request: HttpRequest) -> str:
     return subscriptions.normalize_email(request.POST.get("email", ""))
+
+
+# The on-site form's django-ratelimit group (its view's dotted name, the default), shared
+# by every other way to sign up from a browser, so one client or one address has one
+# allowance whichever form it uses.
+SIGNUP_RATELIMIT_GROUP = "newsletter.views.reader.subscribe"

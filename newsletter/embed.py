@@ -1,0 +1,167 @@
+"""The embeddable signup: which web pages may carry it, and the code an editor pastes.
+
+A signup from an embed is an ordinary signup: the embed views validate with the site's
+form and call `subscriptions.subscribe`, so double opt-in, the consent wording, the
+rate limits and the identical answer for known addresses are the same rules, not
+copies of them. What this module adds is the origin allow-list (NEWSLETTER_EMBED_ORIGINS)
+and the snippet.
+"""
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.template.loader import render_to_string
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+
+from newsletter import subscriptions
+from newsletter.models import Subscriber, Topic
+
+# What a source name may be: it is recorded on subscribers, filtered on in the admin,
+# and written into HTML attributes and ids.
+SOURCE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+# Recorded when an embed's form comes without a source name.
+DEFAULT_SOURCE = "embed"
+SNIPPET_TEMPLATE = "newsletter/embed/snippet.html"
+# Shown by the script when Advances cannot be reached at all.
+OFFLINE_MESSAGE = _("We couldn't reach Advances just now. Please try again in a moment.")
+
+
+class InvalidSource(ValueError):
+    """A source name must be lower-case letters, digits, '-' or '_' (at most 100)."""
+
+
+def normalize_origin(value: str | None) -> str | None:
+    """`scheme://host[:port]` in lower case without a default port, or None for
+    anything that is not an http(s) origin ("null", a path, garbage)."""
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if parts.username is not None or parts.password is not None:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    suffix = f":{port}" if port is not None and port != default_port else ""
+    return f"{parts.scheme}://{host}{suffix}"
+
+
+def allowed_origins() -> frozenset[str]:
+    """The origins of NEWSLETTER_EMBED_ORIGINS, normalised; unparsable entries count
+    for nothing (the `newsletter` system check names them)."""
+    return frozenset(
+        origin
+        for origin in (normalize_origin(entry) for entry in settings.NEWSLETTER_EMBED_ORIGINS)
+        if origin
+    )
+
+
+def is_allowed_origin(origin: str | None) -> bool:
+    """Whether a page of this origin may sign readers up through the embed."""
+    normalized = normalize_origin(origin)
+    return normalized is not None and normalized in allowed_origins()
+
+
+def advances_origin() -> str:
+    """Advances' own origin, from SITE_URL."""
+    return normalize_origin(settings.SITE_URL) or ""
+
+
+def page_to_return_to(url: str | None) -> str | None:
+    """The address of the page a reader came from, if it is on an allowed origin:
+    the only kind of link back Advances' thank-you page offers."""
+    if not url or len(url) > 2000 or not is_allowed_origin(url):
+        return None
+    return url
+
+
+def clean_source(name: str) -> str:
+    """A source name as recorded, or InvalidSource."""
+    name = name.strip().lower()
+    if not SOURCE_RE.match(name):
+        raise InvalidSource(name)
+    return name
+
+
+def reader_language(value: str | None) -> str:
+    """One of settings.LANGUAGES for a page's `lang` ("es-MX" -> "es"); the site's
+    default for anything else."""
+    code = (value or "").strip().lower().replace("_", "-").split("-")[0]
+    known = {language for language, _ in settings.LANGUAGES}
+    return code if code in known else settings.LANGUAGE_CODE
+
+
+@dataclass(frozen=True)
+class SourceCount:
+    source: str
+    total: int
+    pending: int
+    active: int
+    left: int
+
+
+def count_by_source() -> list[SourceCount]:
+    """Subscribers per signup source, by state, most first: one query."""
+    Status = Subscriber.Status
+    rows = (
+        Subscriber.objects.values("source")
+        .annotate(
+            total=Count("pk"),
+            pending=Count("pk", filter=Q(status=Status.PENDING)),
+            active=Count("pk", filter=Q(status=Status.ACTIVE)),
+        )
+        .order_by("-total", "source")
+    )
+    return [
+        SourceCount(
+            source=row["source"],
+            total=row["total"],
+            pending=row["pending"],
+            active=row["active"],
+            left=row["total"] - row["pending"] - row["active"],
+        )
+        for row in rows
+    ]
+
+
+def snippet(*, source: str, language: str = "") -> str:
+    """The HTML an editor pastes into a page of an allowed origin: a plain form that
+    works without JavaScript, and the optional script (a static file on Advances) that
+    submits it in place. Labels are in `language` (the site's default when empty); the
+    script answers in the host page's language. Raises InvalidSource."""
+    source = clean_source(source)
+    chosen = reader_language(language)
+    site = settings.SITE_URL.rstrip("/")
+    topics = list(Topic.objects.order_by("position", "name"))
+    offline = {}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            offline[code] = str(OFFLINE_MESSAGE)
+    with translation.override(chosen):
+        return render_to_string(
+            SNIPPET_TEMPLATE,
+            {
+                "source": source,
+                "language": chosen,
+                "fixed_language": bool(language),
+                "form_action": site + reverse("newsletter:embed_subscribe"),
+                "json_endpoint": site + reverse("newsletter:embed_subscribe_json"),
+                "script_url": site + static("newsletter/embed.js"),
+                "topics": topics,
+                "consent_wording": subscriptions.CONSENT_WORDING,
+                "offline_en": offline.get("en", ""),
+                "offline_es": offline.get("es", ""),
+            },
+        ).strip()
