@@ -13,7 +13,7 @@ WEB_WORKERS ?= 3
 # The embedded default runs with DEBUG on and no services; production sets DEBUG off.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: install browser-deps run migrate seed serve test lint format worker beat bench clean
+.PHONY: install browser-deps run migrate seed serve test lint format worker beat bench latency clean
 
 install: $(STAMP)
 
@@ -76,3 +76,8 @@ bench: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# Confirmation latency during a 100,000-reader send (PostgreSQL and Redis on 127.0.0.1):
+# writes its own section of benchmarks/RESULTS.md.
+latency: install
+	$(BIN)/python benchmarks/latency.py
