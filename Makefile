@@ -5,8 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
-QUEUES ?= transactional,bulk
+# `make worker` alone starts one process per queue; QUEUES=... starts exactly one.
+QUEUES ?=
 CONCURRENCY ?= 2
+TRANSACTIONAL_CONCURRENCY ?= 2
+comma := ,
+NODE ?= $(firstword $(subst $(comma), ,$(QUEUES)))
 BIND ?= 0.0.0.0:8000
 WEB_WORKERS ?= 3
 
@@ -61,10 +65,17 @@ serve: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/gunicorn project.wsgi --bind $(BIND) --workers $(WEB_WORKERS) --access-logfile -
 
-# Both queues by default; in production run one worker per queue, e.g.
-# `make worker QUEUES=bulk CONCURRENCY=4` (see docker-compose.yml).
+# `make worker`: two worker processes on this machine, one per queue (scripts/workers.sh,
+# both stopped together), so a confirmation never waits behind a bulk send.
+# `make worker QUEUES=bulk NODE=bulk2 CONCURRENCY=4`: exactly one process, node
+# NODE@<host>; each docker-compose worker service runs this, and so does each machine
+# added to a send (README "Workers: queues and machines").
 worker: install
-	$(DEV_ENV) $(BIN)/celery -A project worker --queues $(QUEUES) --concurrency $(CONCURRENCY) --loglevel INFO
+ifeq ($(strip $(QUEUES)),)
+	MAKE="$(MAKE)" TRANSACTIONAL_CONCURRENCY=$(TRANSACTIONAL_CONCURRENCY) BULK_CONCURRENCY=$(CONCURRENCY) exec bash scripts/workers.sh
+else
+	$(DEV_ENV) exec $(BIN)/celery -A project worker --queues $(QUEUES) --hostname $(NODE)@%h --concurrency $(CONCURRENCY) --loglevel INFO
+endif
 
 beat: install
 	mkdir -p var

@@ -1,5 +1,5 @@
 """System checks (`manage.py check`, run on every start): settings that leave the
-list open to forged ESP events."""
+list open to forged ESP events, or a send rate that workers would not share."""
 
 from typing import Any
 
@@ -54,3 +54,19 @@ def check_webhook_secret(app_configs: Any, **kwargs: Any) -> list[Warning]:
             )
         )
     return warnings
+
+
+@register(deploy=False)
+def check_shared_send_rate(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    """NEWSLETTER_MAX_RATE is shared by every worker through REDIS_URL; with workers on
+    another broker and no Redis, each worker process would hold it on its own."""
+    if settings.CELERY_TASK_ALWAYS_EAGER or not settings.NEWSLETTER_MAX_RATE or settings.REDIS_URL:
+        return []
+    return [
+        Warning(
+            "NEWSLETTER_MAX_RATE is set and tasks go to workers, but REDIS_URL is not set: each "
+            "worker process holds the rate on its own, so together they send faster.",
+            hint="Set REDIS_URL (the broker may stay CELERY_BROKER_URL).",
+            id="newsletter.W010",
+        )
+    ]
