@@ -48,7 +48,7 @@ def amqp_broker() -> str:
             channel = amqp.channel()
             for queue in ("transactional", "bulk"):
                 try:
-                    channel.queue_purge(queue)
+                    channel.queue_purge(queue)  # type: ignore[attr-defined]
                 except NotFound:  # not declared yet: nothing to purge
                     channel = amqp.channel()
     except (OSError, BrokerUnavailable) as error:
