@@ -17,7 +17,7 @@ WEB_WORKERS ?= 3
 # The embedded default runs with DEBUG on and no services; production sets DEBUG off.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: install browser-deps run migrate seed serve test lint format worker beat bench latency clean
+.PHONY: install browser-deps run migrate seed serve test lint format worker beat bench latency drill clean
 
 install: $(STAMP)
 
@@ -92,3 +92,8 @@ clean:
 # writes its own section of benchmarks/RESULTS.md.
 latency: install
 	$(BIN)/python benchmarks/latency.py
+
+# The failover drill: three worker nodes over RabbitMQ, one SIGKILLed mid-send (PostgreSQL,
+# Redis and RabbitMQ on 127.0.0.1): writes its own section of benchmarks/RESULTS.md.
+drill: install
+	$(BIN)/python benchmarks/drill.py
