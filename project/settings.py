@@ -226,6 +226,9 @@ RATELIMIT_IP_META_KEY = "newsletter.views.clients.client_ip_for_ratelimit"
 ESP = os.environ.get("ESP", "").strip().lower()
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Advances <advances@example.org>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The domain after the @ in Message-IDs the site writes itself (the outbox); empty means
+# SITE_URL's host. ESPs assign their own on their own domain.
+MESSAGE_ID_DOMAIN = os.environ.get("MESSAGE_ID_DOMAIN", "").strip()
 EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "outbox"))
 NEWSLETTER_TRACKING = env_bool("NEWSLETTER_TRACKING")
 ANYMAIL: dict[str, object] = {
