@@ -26,7 +26,7 @@ from functools import partial
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from newsletter import approval, composing, esp, subscriptions
 from newsletter.errors import NewsletterError
@@ -254,9 +254,9 @@ def send_batch(*, issue_id: int) -> int:
         finish_if_done(issue_id=issue_id)
         return 0
     if recipients:
-        issue = Issue.objects.only("pk", "subject", "rendered_html", "rendered_text").get(
-            pk=issue_id
-        )
+        issue = Issue.objects.only(
+            "pk", "subject", "rendered_html", "rendered_text", "language"
+        ).get(pk=issue_id)
         _dispatch(issue, claim, recipients)
     finish_if_done(issue_id=issue_id)
     return len(recipients)
@@ -317,9 +317,12 @@ def _dispatch(issue: Issue, claim: str, recipients: list[Recipient]) -> None:
     adapter = esp.adapter()
     by_id = {r.delivery_id: r for r in recipients}
     try:
-        adapter.prepare(issue)
-        for result in adapter.send(issue, recipients):
-            _record(issue.pk, claim, by_id, result)
+        # In the issue's language: each reader's salutation, their links to the pages in
+        # that language, and the Content-Language header.
+        with translation.override(issue.language):
+            adapter.prepare(issue)
+            for result in adapter.send(issue, recipients):
+                _record(issue.pk, claim, by_id, result)
     finally:
         _release(claim)
 

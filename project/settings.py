@@ -68,6 +68,9 @@ MIDDLEWARE = [
     "project.security.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After sessions, before CommonMiddleware (Django's order): the /es/ prefix picks
+    # Spanish; unprefixed reader pages are English; staff pages follow the browser.
+    "newsletter.languages.LanguageMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -87,6 +90,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "newsletter.context_processors.newsletter",
@@ -148,7 +152,11 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en"
 # Readers' languages: every public page and email exists in each (locale/ catalogues).
+# Each name is in its own language: it is what the language switch shows. Adding one:
+# docs/languages.md.
 LANGUAGES = [("en", "English"), ("es", "Español")]
+# One catalogue for the project's templates and code (`make messages` updates it).
+LOCALE_PATHS = [BASE_DIR / "newsletter" / "locale"]
 TIME_ZONE = os.environ.get("TIME_ZONE", "America/Chicago")
 USE_I18N = True
 USE_TZ = True
@@ -276,6 +284,15 @@ NEWSLETTER_MAX_ERRORS = env_int("NEWSLETTER_MAX_ERRORS", 5)
 # Rule 9: nothing is sent without a clinical reviewer's approval. false is for a
 # one-person demo only.
 NEWSLETTER_REQUIRE_APPROVAL = env_bool("NEWSLETTER_REQUIRE_APPROVAL", True)
+# Reading level each language's education should meet (newsletter.readability): for
+# English the Flesch-Kincaid grade is at most this; for Spanish the Fernández Huerta
+# ease is at least this (higher is easier; 70 is plain language). "en:8,es:70".
+NEWSLETTER_READING_TARGETS = {
+    code: float(target)
+    for code, _, target in (
+        item.partition(":") for item in env_list("NEWSLETTER_READING_TARGETS", "en:8,es:70")
+    )
+}
 # An education piece's clinical review is due this many months after it was reviewed.
 NEWSLETTER_REVIEW_MONTHS = env_int("NEWSLETTER_REVIEW_MONTHS", 12)
 # An optional mailto: for List-Unsubscribe, beside the one-click HTTPS URL.
