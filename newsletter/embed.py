@@ -62,6 +62,21 @@ def normalize_origin(value: str | None) -> str | None:
     return f"{parts.scheme}://{host}{suffix}"
 
 
+def origin_problem(entry: str) -> str | None:
+    """What is wrong with one entry of NEWSLETTER_EMBED_ORIGINS as an origin, or None.
+    An entry that is no origin at all allows nothing; one with a path still allows its
+    whole site, which is not what whoever wrote the path meant."""
+    if normalize_origin(entry) is None:
+        return "is not an origin (scheme://host[:port], http or https): it allows nothing"
+    parts = urlsplit(entry.strip())
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return (
+            "has a path, query or fragment: an origin is only scheme://host[:port], and "
+            "this one allows every page of its site"
+        )
+    return None
+
+
 def allowed_origins() -> frozenset[str]:
     """The origins of NEWSLETTER_EMBED_ORIGINS, normalised; unparsable entries count
     for nothing (the `newsletter` system check names them)."""
@@ -99,12 +114,15 @@ def clean_source(name: str) -> str:
     return name
 
 
+def language_codes() -> list[str]:
+    return [code for code, _name in settings.LANGUAGES]
+
+
 def reader_language(value: str | None) -> str:
     """One of settings.LANGUAGES for a page's `lang` ("es-MX" -> "es"); the site's
     default for anything else."""
     code = (value or "").strip().lower().replace("_", "-").split("-")[0]
-    known = {language for language, _ in settings.LANGUAGES}
-    return code if code in known else settings.LANGUAGE_CODE
+    return code if code in language_codes() else settings.LANGUAGE_CODE
 
 
 @dataclass(frozen=True)
