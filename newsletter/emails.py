@@ -4,6 +4,7 @@ Each carries an HTML and a plain-text part, the postal address, a visible
 unsubscribe link and one-click List-Unsubscribe headers (DESIGN.md rule 5).
 """
 
+import smtplib
 from dataclasses import replace
 from functools import lru_cache
 
@@ -60,6 +61,13 @@ def link_prefix(name: str) -> str:
     return absolute_url(reverse(f"newsletter:{name}", args=[marker])).rsplit(marker, 1)[0]
 
 
+def sender_domain() -> str:
+    """The domain of DEFAULT_FROM_EMAIL (for the Message-IDs we make)."""
+    from email.utils import parseaddr
+
+    return parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "localhost"
+
+
 def unsubscribe_header(unsubscribe_url: str) -> str:
     mailto = settings.NEWSLETTER_UNSUBSCRIBE_MAILTO
     return f"<{unsubscribe_url}>" + (f", <mailto:{mailto}>" if mailto else "")
@@ -111,13 +119,31 @@ def send_subscriber_email(*, subscriber_id: int, kind: str) -> bool:
 
 
 def is_retryable(error: Exception) -> bool:
-    """Whether sending again later can succeed: network errors, 429 and 5xx only."""
+    """Whether sending again later can succeed: network errors, 429 and 5xx only (for
+    an SMTP relay, its 4xx answers: "try again later")."""
     if isinstance(error, AnymailRequestsAPIError):
         status = error.status_code
         return status is None or status == 429 or status >= 500
     if isinstance(error, AnymailAPIError):
-        return False
+        # Amazon SES (boto3): an HTTP status in the parsed error response, or none at
+        # all when the call never reached SES (a connection error from botocore).
+        response = error.response if isinstance(error.response, dict) else None
+        if response is None:
+            return error.__cause__ is not None and _is_network_error(error.__cause__)
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return status == 429 or status >= 500
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return all(400 <= code < 500 for code, _ in error.recipients.values())
+    if isinstance(error, smtplib.SMTPResponseException):
+        return 400 <= error.smtp_code < 500
     return isinstance(error, OSError)
+
+
+def _is_network_error(error: BaseException) -> bool:
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    return isinstance(error, BotoConnectionError | HTTPClientError | OSError)
 
 
 def issue_message(
