@@ -5,6 +5,7 @@ SQLite in var/, tasks inline, email written to var/outbox/. See README.md for th
 full table. With DEBUG off, SECRET_KEY is required and cookies and HSTS are strict.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -251,12 +252,27 @@ ANYMAIL: dict[str, object] = {
 ANYMAIL["REQUESTS_TIMEOUT"] = float(os.environ.get("ANYMAIL_REQUESTS_TIMEOUT", "") or 30)
 if os.environ.get("ANYMAIL_WEBHOOK_SECRET"):
     ANYMAIL["WEBHOOK_SECRET"] = os.environ["ANYMAIL_WEBHOOK_SECRET"]
-if ESP:
+if ESP == "smtp":
+    # The center's own relay, with Django's SMTP settings; STARTTLS unless told not to
+    # (EMAIL_USE_SSL=true for implicit TLS on port 465 instead).
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)
+    EMAIL_PORT = env_int("EMAIL_PORT", 465 if EMAIL_USE_SSL else 587)
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+elif ESP:
     EMAIL_BACKEND = f"anymail.backends.{ESP}.EmailBackend"
     _esp_prefix = ESP.upper() + "_"
     ANYMAIL.update(
         {name: value for name, value in os.environ.items() if name.startswith(_esp_prefix)}
     )
+    # Anymail's boto3 settings for Amazon SES are dicts; from the environment, JSON.
+    for _name in ("AMAZON_SES_CLIENT_PARAMS", "AMAZON_SES_SESSION_PARAMS"):
+        if isinstance(ANYMAIL.get(_name), str):
+            ANYMAIL[_name] = json.loads(str(ANYMAIL[_name]))
 else:
     EMAIL_BACKEND = "newsletter.outbox.OutboxEmailBackend"
 
@@ -279,6 +295,12 @@ NEWSLETTER_LEASE_SECONDS = env_int("NEWSLETTER_LEASE_SECONDS", 600)
 NEWSLETTER_LANES = env_int("NEWSLETTER_LANES", 16)
 # Recipients per second across all workers (shared through Redis); 0 is unlimited.
 NEWSLETTER_MAX_RATE = env_int("NEWSLETTER_MAX_RATE", 0)
+# Threads sending at once, each over its own kept-open connection, where an ESP takes
+# one message per call (newsletter/esp/per_message.py).
+NEWSLETTER_SEND_CONCURRENCY = env_int("NEWSLETTER_SEND_CONCURRENCY", 8)
+# true: one message per reader even where the ESP has a batch path (e.g. an SES account
+# whose key may not manage templates).
+NEWSLETTER_PER_MESSAGE = env_bool("NEWSLETTER_PER_MESSAGE")
 # ESP calls that fail for good before a send pauses itself.
 NEWSLETTER_MAX_ERRORS = env_int("NEWSLETTER_MAX_ERRORS", 5)
 # Rule 9: nothing is sent without a clinical reviewer's approval. false is for a
