@@ -106,6 +106,9 @@ def start_issue(*, issue_id: int) -> int:
         issue = Issue.objects.select_for_update().get(pk=issue_id)
         if issue.status not in (Status.DRAFT, Status.SCHEDULED):
             return 0
+        if issue.kind != Issue.Kind.ISSUE:
+            # A welcome-series step goes to each reader at their time (series.py).
+            raise IssueStateError("a welcome-series step is sent by its series")
         approval.require_valid(issue)  # rule 9: raises ApprovalMissing
         rendered = composing.render_issue(issue)
         issue.rendered_html, issue.rendered_text = rendered.html, rendered.text
@@ -163,13 +166,19 @@ def _queue_lanes(issue_id: int, rows: int) -> None:
         transaction.on_commit(partial(tasks.bulk_send.delay, issue_id))
 
 
+def queue_lanes(*, issue_id: int, rows: int) -> None:
+    """Queue send tasks for rows a caller added to a sending issue's ledger (the
+    welcome series adds each step's rows as readers come due: series.py)."""
+    _queue_lanes(issue_id, rows)
+
+
 def schedule_issue(*, issue_id: int, when: datetime) -> None:
     """Have the periodic task start a draft issue at `when`. Raises ApprovalMissing
     unless it is approved (checked again when it comes due)."""
     approval.require_valid(Issue.objects.get(pk=issue_id))
-    changed = Issue.objects.filter(pk=issue_id, status__in=[Status.DRAFT, Status.SCHEDULED]).update(
-        status=Status.SCHEDULED, scheduled_at=when
-    )
+    changed = Issue.objects.filter(
+        pk=issue_id, status__in=[Status.DRAFT, Status.SCHEDULED], kind=Issue.Kind.ISSUE
+    ).update(status=Status.SCHEDULED, scheduled_at=when)
     if not changed:
         raise IssueStateError("only a draft or scheduled issue can be scheduled")
 

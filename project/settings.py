@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
@@ -317,6 +318,11 @@ NEWSLETTER_READING_TARGETS = {
 }
 # An education piece's clinical review is due this many months after it was reviewed.
 NEWSLETTER_REVIEW_MONTHS = env_int("NEWSLETTER_REVIEW_MONTHS", 12)
+# The weekly reviewers' email lists pieces whose review falls due within this many days.
+NEWSLETTER_REVIEW_NOTICE_DAYS = env_int("NEWSLETTER_REVIEW_NOTICE_DAYS", 30)
+# Welcome series (newsletter/series.py): how long a series "day" lasts. Shorten it for a
+# demo (e.g. 60: a ten-day series in ten minutes); production keeps a real day.
+NEWSLETTER_SERIES_DAY_SECONDS = env_int("NEWSLETTER_SERIES_DAY_SECONDS", 24 * 60 * 60)
 # An optional mailto: for List-Unsubscribe, beside the one-click HTTPS URL.
 NEWSLETTER_UNSUBSCRIBE_MAILTO = os.environ.get("NEWSLETTER_UNSUBSCRIBE_MAILTO", "")
 NEWSLETTER_SIGNUP_RATE_IP = os.environ.get("NEWSLETTER_SIGNUP_RATE_IP", "20/h")
@@ -376,6 +382,18 @@ CELERY_BEAT_SCHEDULE["newsletter-retention"] = {
 CELERY_BEAT_SCHEDULE["newsletter-list-snapshot"] = {
     "task": "newsletter.tasks.take_list_snapshot",
     "schedule": 60 * 60.0,
+}
+# Every 30 s: enrol new readers in welcome series and queue the steps that are due
+# (the rows then go out on the bulk queue like an issue's).
+CELERY_BEAT_SCHEDULE["newsletter-series"] = {
+    "task": "newsletter.tasks.run_series",
+    "schedule": 30.0,
+}
+# Weekly (Mondays 14:00 UTC, morning in Madison): tell the Clinical reviewers which education
+# pieces' reviews fall due within NEWSLETTER_REVIEW_NOTICE_DAYS (transactional queue).
+CELERY_BEAT_SCHEDULE["newsletter-reviews-due"] = {
+    "task": "newsletter.tasks.send_reviews_due",
+    "schedule": crontab(minute=0, hour=14, day_of_week=1),
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
