@@ -7,19 +7,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('newsletter', '0015_api_keys'),
+        ("newsletter", "0015_api_keys"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='seriesstep',
-            options={'ordering': ['series', 'delay_days', 'position', 'pk']},
+            name="seriesstep",
+            options={"ordering": ["series", "delay_days", "position", "pk"]},
         ),
         migrations.AddField(
-            model_name='seriesenrolment',
-            name='stopped_at',
+            model_name="seriesenrolment",
+            name="stopped_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]
