@@ -141,7 +141,6 @@ def test_send_issue_wait_shows_the_time_left():
         counts={"queued": 600, "sending": 0, "sent": 400, "failed": 0, "skipped": 0},
         total=1000,
         rate=5.0,
-        seconds_left=120.0,
         maybe_duplicates=0,
     )
     line = Command.progress_line(progress)
