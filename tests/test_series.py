@@ -293,3 +293,20 @@ def test_the_series_page_shows_per_step_waiting_sent_skipped_failed(
     )
     assert rows["Day two"].waiting == 3
     assert "Steps and readers" in page.content.decode()
+
+
+def test_the_author_of_a_step_sees_the_reviewers_comments_on_the_series_page(
+    client, welcome, editor, reviewer
+):
+    step = welcome.steps.get(subject="Day two")
+    step.message = "Edited."
+    series.save_step(step=step, editor=editor)
+    approval.review_issue(
+        issue_id=step.issue_id, reviewer=reviewer,
+        decision=approval.Decision.CHANGES_REQUESTED, comment="Add the phone number.",
+    )  # fmt: skip
+    client.force_login(editor)
+    page = client.get(reverse("admin:newsletter_welcomeseries_change", args=[welcome.pk]))
+    text = page.content.decode()
+    assert "Add the phone number." in text
+    assert "voided by an edit" in text

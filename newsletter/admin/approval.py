@@ -133,7 +133,8 @@ class ReviewQueueAdmin(admin.ModelAdmin):
             "approval_state": state,
             "approval_explanation": state.explanation(),
             "can_approve": approval.can_approve(issue, request.user),
-            "diff": approval.diff_since_last_review(issue),
+            "diff": approval.diff_since_last_review(issue, request.user),
+            "last_seen": approval.last_seen_review(issue, request.user),
             "review_form": form,
             "issue_history": approval.history(issue),
         }
