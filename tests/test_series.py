@@ -310,3 +310,22 @@ def test_the_author_of_a_step_sees_the_reviewers_comments_on_the_series_page(
     text = page.content.decode()
     assert "Add the phone number." in text
     assert "voided by an edit" in text
+
+
+def test_approving_a_step_in_the_review_queue_opens_it_at_once(
+    client, main_topic, editor, reviewer
+):
+    made = series.create_series(series=WelcomeSeries(name="W", topic=main_topic))
+    step = series.save_step(
+        step=SeriesStep(series=made, delay_days=0, subject="Hello", message="Hi."), editor=editor
+    )
+    assert Issue.objects.get(pk=step.issue_id).status == Issue.Status.DRAFT
+    client.force_login(reviewer)
+    url = reverse("admin:newsletter_issueforreview_change", args=[step.issue_id])
+    assert "Hello" in client.get(url).content.decode()
+    client.post(
+        url, {"decision": "approved", "comment": "", "seen": approval.fingerprint(step.issue)}
+    )
+    issue = Issue.objects.get(pk=step.issue_id)
+    assert issue.status == Issue.Status.SENDING
+    assert issue.last_error == ""
