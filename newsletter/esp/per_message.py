@@ -86,7 +86,9 @@ class PerMessageAdapter(EspAdapter):
         except (AnymailError, OSError) as error:  # (smtplib's errors are OSErrors)
             return self.call_failed(recipient, error)
         status = getattr(message, "anymail_status", None)
-        return CallResult(sent=[(recipient.delivery_id, (status and status.message_id) or message_id)])
+        return CallResult(
+            sent=[(recipient.delivery_id, (status and status.message_id) or message_id)]
+        )
 
     def before_send(self, message: EmailMultiAlternatives) -> str:
         """Last touches to one message; returns its message id if we set one."""
