@@ -43,8 +43,15 @@ migrate: install
 seed: migrate
 	$(DEV_ENV) $(BIN)/python manage.py seed_demo
 
+# Tasks run inline here and there is no beat: a second process runs the welcome series
+# every SERIES_EVERY seconds, stopped with the server. NEWSLETTER_SERIES_DAY_SECONDS=60
+# makes a series day last a minute (README "Welcome series").
+SERIES_EVERY ?= 10
+
 run: seed
 	@echo "Advances: http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/, emails: var/outbox/)"
+	$(DEV_ENV) $(BIN)/python manage.py run_series --every $(SERIES_EVERY) & series=$$!; \
+	trap 'kill $$series 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The browser tests need Debian's Chromium: without it they are skipped, and fail under

@@ -114,7 +114,11 @@ def start_issue(*, issue_id: int) -> int:
         issue.rendered_html, issue.rendered_text = rendered.html, rendered.text
         issue.status = Status.SENDING
         issue.send_started_at = timezone.now()
-        issue.save(update_fields=["rendered_html", "rendered_text", "status", "send_started_at"])
+        issue.last_error = ""  # e.g. why it was held at its scheduled time (approval.py)
+        issue.save(
+            update_fields=["rendered_html", "rendered_text", "status", "send_started_at",
+                           "last_error"]
+        )  # fmt: skip
         queued = _snapshot_audience(issue)
         _queue_lanes(issue.pk, queued)
     logger.info("Issue %s: sending to %d readers", issue.pk, queued)
