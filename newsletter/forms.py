@@ -2,6 +2,7 @@ from datetime import datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -14,7 +15,7 @@ def refuse_control_characters(value: str) -> None:
     # A line break in an address or name is how header injection starts.
     if any(ord(char) < 32 or ord(char) == 127 for char in value):
         raise ValidationError(
-            "This can't contain line breaks or other control characters.",
+            _("This can't contain line breaks or other control characters."),
             code="control_characters",
         )
 
@@ -64,12 +65,12 @@ class TopicsField(forms.ModelMultipleChoiceField):
 
 
 class SubscribeForm(forms.Form):
-    email = SafeEmailField(max_length=254, label="Email address")
-    first_name = NameField(max_length=100, required=False, label="First name (optional)")
-    topics = TopicsField(required=False, label="Topics")
+    email = SafeEmailField(max_length=254, label=_("Email address"))
+    first_name = NameField(max_length=100, required=False, label=_("First name (optional)"))
+    topics = TopicsField(required=False, label=_("Topics"))
     # A honeypot: hidden from people, filled in by bots. A filled-in form is answered
     # like any other and then ignored.
-    website = forms.CharField(required=False, label="Leave this field empty")
+    website = forms.CharField(required=False, label=_("Leave this field empty"))
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -102,11 +103,19 @@ class EmbedSubscribeForm(SubscribeForm):
 
 
 class PreferencesForm(forms.Form):
-    first_name = NameField(max_length=100, required=False, label="First name")
+    first_name = NameField(max_length=100, required=False, label=_("First name"))
     topics = TopicsField(
         required=True,
-        label="Topics",
-        error_messages={"required": "Choose at least one topic, or unsubscribe from all below."},
+        label=_("Topics"),
+        error_messages={"required": _("Choose at least one topic, or unsubscribe from all below.")},
+    )
+    # Each language named in its own words, as in the language switch. Left out of a
+    # submission: unchanged.
+    language = forms.ChoiceField(
+        required=False,
+        label=_("Language of your emails"),
+        choices=settings.LANGUAGES,
+        widget=forms.RadioSelect,
     )
 
 

@@ -14,8 +14,12 @@ A subclass fills in:
 - `merge_format`: how the ESP names a per-recipient value in bodies and headers, as a
   format string taking the value's name (Mailgun `%recipient.{}%`, SendGrid `:{}`...);
 - `needs_template`: whether per-recipient content needs a template stored at the ESP
-  (Postmark, Amazon SES), which `prepare` creates or updates once per issue;
-- `send`, unless the generic batch or per-message behaviour below fits.
+  (Postmark, Amazon SES), which the adapter creates or updates once per issue
+  before its first batch call (`batch.StoredTemplateAdapter`);
+- `esp_extra`: Anymail `esp_extra` every batch call carries (e.g. SendGrid's
+  `merge_field_format`, Mailjet's `TemplateLanguage`);
+- `send`, unless the generic batch (`batch.BatchAdapter`) or per-message
+  (`per_message.PerMessageAdapter`) behaviour fits. docs/esps.md says how to add an ESP.
 """
 
 from collections.abc import Iterator
@@ -23,7 +27,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import ClassVar
 
-from anymail.exceptions import AnymailError
 from django.core.mail.backends.base import BaseEmailBackend
 
 from newsletter import composing, emails
@@ -84,7 +87,7 @@ def rendered(issue: Issue) -> RenderedIssue:
     return snapshot(issue.pk, issue.subject, issue.rendered_html, issue.rendered_text)
 
 
-def call_failed(recipients: list[Recipient], error: AnymailError | OSError) -> CallResult:
+def call_failed(recipients: list[Recipient], error: Exception) -> CallResult:
     """The CallResult of a call that raised: retry later, or failed for good."""
     if emails.is_retryable(error):
         return CallResult(retry=error)
@@ -99,6 +102,7 @@ class EspAdapter:
     batch_limit: ClassVar[int | None] = None
     merge_format: ClassVar[str] = ""
     needs_template: ClassVar[bool] = False
+    esp_extra: ClassVar[dict[str, object]] = {}
 
     def __init__(self, name: str = "") -> None:
         self.esp = name or self.name

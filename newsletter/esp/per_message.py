@@ -1,46 +1,110 @@
-"""One message per reader, for ESPs without a batch API that carries per-recipient
-content (and for the .eml outbox of the embedded default)."""
+"""One message per reader, sent concurrently, for ESPs without a batch API that carries
+per-recipient content and headers (Resend, Mandrill, MailerSend, ...), for the SMTP
+relay (`smtp`) and for the .eml outbox of the embedded default.
 
-from collections.abc import Iterator
+`NEWSLETTER_SEND_CONCURRENCY` threads each keep one connection open to the ESP (an HTTP
+keep-alive session, an SMTP session) for the whole claimed batch, so an ESP that takes
+one message per call still sends many at once. The global rate limit is taken for the
+whole batch before it is claimed (`sending.send_batch`), so threads never exceed it.
+Threads only call the ESP: results come back to the caller's thread, which alone
+touches the database.
+"""
+
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from anymail.exceptions import AnymailError, AnymailRecipientsRefused
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends.base import BaseEmailBackend
 
 from newsletter import emails
+from newsletter.composing import RenderedIssue
 from newsletter.esp.base import CallResult, EspAdapter, Recipient, call_failed, rendered
 from newsletter.models import Issue
 
 
 class PerMessageAdapter(EspAdapter):
-    """Each reader's copy personalised by substitution and sent as its own message
-    over one open connection; one CallResult per message, so a crash loses one."""
+    """Each reader's copy personalised by substitution and sent as its own message.
+    A CallResult is yielded for the messages completed so far, each time one completes,
+    so a crash loses at most the messages in flight."""
 
     def send(self, issue: Issue, recipients: list[Recipient]) -> Iterator[CallResult]:
-        issue_body = rendered(issue)
-        backend = self.connection()
-        backend.open()
+        body = rendered(issue)
+        threads = max(1, min(settings.NEWSLETTER_SEND_CONCURRENCY, len(recipients)))
+        local = threading.local()
+        opened: list[BaseEmailBackend] = []
+        opened_lock = threading.Lock()
+
+        def send_one(recipient: Recipient) -> CallResult:
+            backend = getattr(local, "backend", None)
+            if backend is None:
+                backend = local.backend = self.connection()
+                with opened_lock:
+                    opened.append(backend)
+                backend.open()
+            return self.send_one(backend, issue, body, recipient)
+
+        pool = ThreadPoolExecutor(threads, thread_name_prefix=f"send-{self.esp}")
         try:
-            for recipient in recipients:
-                values = recipient.values()
-                message = emails.issue_message(
-                    rendered=issue_body.personalise(values),
-                    to=recipient.email,
-                    unsubscribe_url=values["unsubscribe_url"],
-                )
-                message.connection = backend
-                message.metadata = recipient.metadata(issue.pk)  # type: ignore[attr-defined]
-                try:
-                    message.send()
-                except AnymailRecipientsRefused:
-                    yield CallResult(rejected=[recipient.delivery_id])
-                    continue
-                except AnymailError as error:
-                    result = call_failed([recipient], error)
-                    yield result
-                    if result.retry:
-                        return
-                    continue
-                status = getattr(message, "anymail_status", None)
-                message_id = (status.message_id if status else "") or ""
-                yield CallResult(sent=[(recipient.delivery_id, message_id)])
+            pending: set[Future[CallResult]] = {pool.submit(send_one, r) for r in recipients}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                result = merged(future.result() for future in done)
+                if result.retry:
+                    # Stop here: what has not started never will; what is already at
+                    # the ESP finishes and is recorded with this result.
+                    for future in pending:
+                        future.cancel()
+                    running = [future for future in pending if not future.cancelled()]
+                    finished, _ = wait(running)
+                    yield merged([result, *(future.result() for future in finished)])
+                    return
+                yield result
         finally:
-            backend.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+            for backend in opened:
+                backend.close()
+
+    def send_one(
+        self, backend: BaseEmailBackend, issue: Issue, body: RenderedIssue, recipient: Recipient
+    ) -> CallResult:
+        values = recipient.values()
+        message = emails.issue_message(
+            rendered=body.personalise(values),
+            to=recipient.email,
+            unsubscribe_url=values["unsubscribe_url"],
+        )
+        message.connection = backend
+        message.metadata = recipient.metadata(issue.pk)  # type: ignore[attr-defined]
+        message_id = self.before_send(message)
+        try:
+            message.send()
+        except AnymailRecipientsRefused:
+            return CallResult(rejected=[recipient.delivery_id])
+        except (AnymailError, OSError) as error:  # (smtplib's errors are OSErrors)
+            return self.call_failed(recipient, error)
+        status = getattr(message, "anymail_status", None)
+        return CallResult(
+            sent=[(recipient.delivery_id, (status and status.message_id) or message_id)]
+        )
+
+    def before_send(self, message: EmailMultiAlternatives) -> str:
+        """Last touches to one message; returns its message id if we set one."""
+        return ""
+
+    def call_failed(self, recipient: Recipient, error: Exception) -> CallResult:
+        return call_failed([recipient], error)
+
+
+def merged(results: Iterable[CallResult]) -> CallResult:
+    """Several messages' results as one, so the caller records them together."""
+    total = CallResult()
+    for result in results:
+        total.sent += result.sent
+        total.rejected += result.rejected
+        total.failed += result.failed
+        total.error = total.error or result.error
+        total.retry = total.retry or result.retry
+    return total
