@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import ClassVar
 
-from anymail.exceptions import AnymailError
 from django.core.mail.backends.base import BaseEmailBackend
 
 from newsletter import composing, emails

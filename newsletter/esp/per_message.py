@@ -30,6 +30,9 @@ class PerMessageAdapter(EspAdapter):
     A CallResult is yielded for the messages completed so far, each time one completes,
     so a crash loses at most the messages in flight."""
 
+    # Whether the ESP's Anymail backend takes `metadata` (the Delivery id for webhooks).
+    carries_metadata = True
+
     def send(self, issue: Issue, recipients: list[Recipient]) -> Iterator[CallResult]:
         body = rendered(issue)
         threads = max(1, min(settings.NEWSLETTER_SEND_CONCURRENCY, len(recipients)))
@@ -77,7 +80,8 @@ class PerMessageAdapter(EspAdapter):
             unsubscribe_url=values["unsubscribe_url"],
         )
         message.connection = backend
-        message.metadata = recipient.metadata(issue.pk)  # type: ignore[attr-defined]
+        if self.carries_metadata:
+            message.metadata = recipient.metadata(issue.pk)  # type: ignore[attr-defined]
         message_id = self.before_send(message)
         try:
             message.send()
@@ -86,7 +90,8 @@ class PerMessageAdapter(EspAdapter):
         except (AnymailError, OSError) as error:  # (smtplib's errors are OSErrors)
             return self.call_failed(recipient, error)
         status = getattr(message, "anymail_status", None)
-        return CallResult(sent=[(recipient.delivery_id, (status and status.message_id) or message_id)])
+        message_id = (status and status.message_id) or message_id
+        return CallResult(sent=[(recipient.delivery_id, message_id)])
 
     def before_send(self, message: EmailMultiAlternatives) -> str:
         """Last touches to one message; returns its message id if we set one."""
