@@ -130,6 +130,55 @@ class _BadRequest(Exception):
         self.body = body
 
 
+# Where each ESP's API lives on the fake (the path its real base URL has, or a prefix
+# that keeps ESPs whose paths would clash apart).
+API_PREFIXES = {
+    "mailgun": "/v3",
+    "postmark": "/",
+    "amazon_ses": "",
+    "sendgrid": "/sendgrid/v3/",
+    "sparkpost": "/sparkpost/api/v1/",
+    "brevo": "/brevo/v3/",
+    "mailjet": "/mailjet/v3.1/",
+    "unisender_go": "/unisender_go/",
+    "resend": "/resend/",
+    "mandrill": "/mandrill/api/1.0/",
+    "mailersend": "/mailersend/v1/",
+}
+
+
+def anymail_environment(esp: str, url: str) -> dict[str, str]:
+    """The environment an operator sets for this ESP (`ESP` and Anymail's settings under
+    their own names), pointed at a fake ESP at `url` with its default credentials."""
+    api_url = url + API_PREFIXES[esp]
+    key = "test-key"
+    env = {
+        "mailgun": {
+            "MAILGUN_API_KEY": key,
+            "MAILGUN_SENDER_DOMAIN": "mg.example.org",
+            "MAILGUN_API_URL": api_url,
+        },
+        "postmark": {"POSTMARK_SERVER_TOKEN": "test-token", "POSTMARK_API_URL": api_url},
+        "amazon_ses": {
+            "AMAZON_SES_CLIENT_PARAMS": json.dumps(
+                {
+                    "endpoint_url": api_url,
+                    "region_name": "us-east-1",
+                    "aws_access_key_id": "test-access-key",
+                    "aws_secret_access_key": "test-secret-key",
+                }
+            )
+        },
+        "mailjet": {
+            "MAILJET_API_KEY": key,
+            "MAILJET_SECRET_KEY": "test-secret",
+            "MAILJET_API_URL": api_url,
+        },
+        "mailersend": {"MAILERSEND_API_TOKEN": key, "MAILERSEND_API_URL": api_url},
+    }.get(esp) or {f"{esp.upper()}_API_KEY": key, f"{esp.upper()}_API_URL": api_url}
+    return {"ESP": esp, **env}
+
+
 class FakeESP:
     """A fake of the Mailgun and Postmark send APIs, enough for Anymail's real backends.
 
@@ -207,20 +256,7 @@ class FakeESP:
     def api_url(self, esp: str) -> str:
         """The API URL to give Anymail's backend for this ESP (`<ESP>_API_URL`); for
         Amazon SES, the boto3 `endpoint_url`."""
-        prefixes = {
-            "mailgun": "/v3",
-            "postmark": "/",
-            "amazon_ses": "",
-            "sendgrid": "/sendgrid/v3/",
-            "sparkpost": "/sparkpost/api/v1/",
-            "brevo": "/brevo/v3/",
-            "mailjet": "/mailjet/v3.1/",
-            "unisender_go": "/unisender_go/",
-            "resend": "/resend/",
-            "mandrill": "/mandrill/api/1.0/",
-            "mailersend": "/mailersend/v1/",
-        }
-        return self.url + prefixes[esp]
+        return self.url + API_PREFIXES[esp]
 
     def start(self) -> FakeESP:
         if self._server is not None:

@@ -20,7 +20,7 @@ from newsletter.tokens import Purpose, read_token
 from project.settings import TRACKING_PER_MESSAGE
 from tests.conftest import wait_until
 from tests.factories import EducationPieceFactory, IssueFactory, SubscriberFactory, approve
-from tests.fake_esp import FakeESP
+from tests.fake_esp import FakeESP, anymail_environment
 
 # (ESP, path it must take, the largest number of readers one call may carry)
 ESPS = [
@@ -40,32 +40,7 @@ ESPS = [
 
 def esp_environment(name: str, fake: FakeESP) -> dict[str, str]:
     """The environment an operator sets for this ESP, pointed at the fake."""
-    url = fake.api_url(name)
-    env = {
-        "mailgun": {
-            "MAILGUN_API_KEY": fake.mailgun_api_key,
-            "MAILGUN_SENDER_DOMAIN": "mg.example.org",
-            "MAILGUN_API_URL": url,
-        },
-        "postmark": {"POSTMARK_SERVER_TOKEN": fake.postmark_token, "POSTMARK_API_URL": url},
-        "amazon_ses": {
-            "AMAZON_SES_CLIENT_PARAMS": json.dumps(
-                {
-                    "endpoint_url": url,
-                    "region_name": "us-east-1",
-                    "aws_access_key_id": "test-access-key",
-                    "aws_secret_access_key": "test-secret-key",
-                }
-            )
-        },
-        "mailjet": {
-            "MAILJET_API_KEY": fake.api_key,
-            "MAILJET_SECRET_KEY": fake.secret_key,
-            "MAILJET_API_URL": url,
-        },
-        "mailersend": {"MAILERSEND_API_TOKEN": fake.api_key, "MAILERSEND_API_URL": url},
-    }.get(name) or {f"{name.upper()}_API_KEY": fake.api_key, f"{name.upper()}_API_URL": url}
-    return {"ESP": name, "ANYMAIL_REQUESTS_TIMEOUT": "5", **env}
+    return {**anymail_environment(name, fake.url), "ANYMAIL_REQUESTS_TIMEOUT": "5"}
 
 
 def use_esp(settings, name: str, fake: FakeESP) -> None:
