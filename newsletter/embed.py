@@ -36,6 +36,10 @@ class InvalidSource(ValueError):
     """A source name must be lower-case letters, digits, '-' or '_' (at most 100)."""
 
 
+class InvalidPage(ValueError):
+    """A page address must be an absolute http(s) URL (at most 2,000 characters)."""
+
+
 def normalize_origin(value: str | None) -> str | None:
     """`scheme://host[:port]` in lower case without a default port, or None for
     anything that is not an http(s) origin ("null", a path, garbage)."""
@@ -56,6 +60,21 @@ def normalize_origin(value: str | None) -> str | None:
     default_port = {"http": 80, "https": 443}[parts.scheme]
     suffix = f":{port}" if port is not None and port != default_port else ""
     return f"{parts.scheme}://{host}{suffix}"
+
+
+def origin_problem(entry: str) -> str | None:
+    """What is wrong with one entry of NEWSLETTER_EMBED_ORIGINS as an origin, or None.
+    An entry that is no origin at all allows nothing; one with a path still allows its
+    whole site, which is not what whoever wrote the path meant."""
+    if normalize_origin(entry) is None:
+        return "is not an origin (scheme://host[:port], http or https): it allows nothing"
+    parts = urlsplit(entry.strip())
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return (
+            "has a path, query or fragment: an origin is only scheme://host[:port], and "
+            "this one allows every page of its site"
+        )
+    return None
 
 
 def allowed_origins() -> frozenset[str]:
@@ -95,12 +114,15 @@ def clean_source(name: str) -> str:
     return name
 
 
+def language_codes() -> list[str]:
+    return [code for code, _name in settings.LANGUAGES]
+
+
 def reader_language(value: str | None) -> str:
     """One of settings.LANGUAGES for a page's `lang` ("es-MX" -> "es"); the site's
     default for anything else."""
     code = (value or "").strip().lower().replace("_", "-").split("-")[0]
-    known = {language for language, _ in settings.LANGUAGES}
-    return code if code in known else settings.LANGUAGE_CODE
+    return code if code in language_codes() else settings.LANGUAGE_CODE
 
 
 @dataclass(frozen=True)
@@ -136,12 +158,24 @@ def count_by_source() -> list[SourceCount]:
     ]
 
 
-def snippet(*, source: str, language: str = "") -> str:
+def clean_page(url: str) -> str:
+    """The address of the page that will carry the code, or InvalidPage."""
+    url = url.strip()
+    if len(url) > 2000 or normalize_origin(url) is None:
+        raise InvalidPage(url)
+    return url
+
+
+def snippet(*, source: str, language: str = "", page: str = "") -> str:
     """The HTML an editor pastes into a page of an allowed origin: a plain form that
     works without JavaScript, and the optional script (a static file on Advances) that
     submits it in place. Labels are in `language` (the site's default when empty); the
-    script answers in the host page's language. Raises InvalidSource."""
+    script answers in that language, or in the host page's `<html lang>` when
+    `language` is empty. `page`, the address of the page that carries it, is where the
+    thank-you page links back to when the script does not run (without it, the page the
+    browser names in its Referer). Raises InvalidSource or InvalidPage."""
     source = clean_source(source)
+    page = clean_page(page) if page else ""
     chosen = reader_language(language)
     site = settings.SITE_URL.rstrip("/")
     topics = list(Topic.objects.order_by("position", "name"))
@@ -154,6 +188,7 @@ def snippet(*, source: str, language: str = "") -> str:
             SNIPPET_TEMPLATE,
             {
                 "source": source,
+                "page": page,
                 "language": chosen,
                 "fixed_language": bool(language),
                 "form_action": site + reverse("newsletter:embed_subscribe"),

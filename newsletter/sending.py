@@ -25,8 +25,8 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Count, Exists, F, Max, OuterRef, Q, QuerySet, Value, When
-from django.utils import timezone
+from django.db.models import Case, Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Value, When
+from django.utils import timezone, translation
 
 from newsletter import approval, composing, esp, subscriptions
 from newsletter.errors import NewsletterError
@@ -106,6 +106,9 @@ def start_issue(*, issue_id: int) -> int:
         issue = Issue.objects.select_for_update().get(pk=issue_id)
         if issue.status not in (Status.DRAFT, Status.SCHEDULED):
             return 0
+        if issue.kind != Issue.Kind.ISSUE:
+            # A welcome-series step goes to each reader at their time (series.py).
+            raise IssueStateError("a welcome-series step is sent by its series")
         approval.require_valid(issue)  # rule 9: raises ApprovalMissing
         rendered = composing.render_issue(issue)
         issue.rendered_html, issue.rendered_text = rendered.html, rendered.text
@@ -163,13 +166,19 @@ def _queue_lanes(issue_id: int, rows: int) -> None:
         transaction.on_commit(partial(tasks.bulk_send.delay, issue_id))
 
 
+def queue_lanes(*, issue_id: int, rows: int) -> None:
+    """Queue send tasks for rows a caller added to a sending issue's ledger (the
+    welcome series adds each step's rows as readers come due: series.py)."""
+    _queue_lanes(issue_id, rows)
+
+
 def schedule_issue(*, issue_id: int, when: datetime) -> None:
     """Have the periodic task start a draft issue at `when`. Raises ApprovalMissing
     unless it is approved (checked again when it comes due)."""
     approval.require_valid(Issue.objects.get(pk=issue_id))
-    changed = Issue.objects.filter(pk=issue_id, status__in=[Status.DRAFT, Status.SCHEDULED]).update(
-        status=Status.SCHEDULED, scheduled_at=when
-    )
+    changed = Issue.objects.filter(
+        pk=issue_id, status__in=[Status.DRAFT, Status.SCHEDULED], kind=Issue.Kind.ISSUE
+    ).update(status=Status.SCHEDULED, scheduled_at=when)
     if not changed:
         raise IssueStateError("only a draft or scheduled issue can be scheduled")
 
@@ -254,9 +263,9 @@ def send_batch(*, issue_id: int) -> int:
         finish_if_done(issue_id=issue_id)
         return 0
     if recipients:
-        issue = Issue.objects.only("pk", "subject", "rendered_html", "rendered_text").get(
-            pk=issue_id
-        )
+        issue = Issue.objects.only(
+            "pk", "subject", "rendered_html", "rendered_text", "language"
+        ).get(pk=issue_id)
         _dispatch(issue, claim, recipients)
     finish_if_done(issue_id=issue_id)
     return len(recipients)
@@ -317,9 +326,12 @@ def _dispatch(issue: Issue, claim: str, recipients: list[Recipient]) -> None:
     adapter = esp.adapter()
     by_id = {r.delivery_id: r for r in recipients}
     try:
-        adapter.prepare(issue)
-        for result in adapter.send(issue, recipients):
-            _record(issue.pk, claim, by_id, result)
+        # In the issue's language: each reader's salutation, their links to the pages in
+        # that language, and the Content-Language header.
+        with translation.override(issue.language):
+            adapter.prepare(issue)
+            for result in adapter.send(issue, recipients):
+                _record(issue.pk, claim, by_id, result)
     finally:
         _release(claim)
 
@@ -460,32 +472,65 @@ def lease_period() -> timedelta:
 # --- Progress ----------------------------------------------------------------------------
 
 
+# The window the send rate (and so the time-left estimate) is measured over: long enough
+# to smooth out batch-sized steps, short enough to follow a rate limit change or a pause.
+RATE_WINDOW_SECONDS = 60
+
+
+def estimate_seconds_left(*, remaining: int, rate: float) -> float | None:
+    """Seconds until `remaining` rows are done at `rate` rows per second: 0 when nothing
+    is left, None when nothing was sent recently (no rate to go by, e.g. paused)."""
+    if remaining <= 0:
+        return 0.0
+    if rate <= 0:
+        return None
+    return remaining / rate
+
+
 @dataclass(frozen=True)
 class Progress:
     counts: dict[str, int]
     total: int
-    rate: float  # recipients per second over the last minute
-    seconds_left: float | None
+    rate: float  # recipients per second over the last RATE_WINDOW_SECONDS
     maybe_duplicates: int
 
     @property
     def done(self) -> int:
         return self.counts[Row.SENT] + self.counts[Row.FAILED] + self.counts[Row.SKIPPED]
 
+    @property
+    def remaining(self) -> int:
+        return self.counts[Row.QUEUED] + self.counts[Row.SENDING]
+
+    @property
+    def seconds_left(self) -> float | None:
+        """The time-left estimate every screen shows (the progress page, its JSON,
+        `send_issue --wait`): the rows still to go at the recent rate."""
+        return estimate_seconds_left(remaining=self.remaining, rate=self.rate)
+
+
+def recent_rate(issue: Issue, *, now: datetime | None = None) -> float:
+    """Rows sent per second over the last RATE_WINDOW_SECONDS. A send that started
+    inside the window is measured from its first row, so the estimate is right from
+    the first batch instead of starting too slow."""
+    now = now or timezone.now()
+    since = now - timedelta(seconds=RATE_WINDOW_SECONDS)
+    recent = Delivery.objects.filter(issue=issue, status=Row.SENT, sent_at__gte=since)
+    figures = recent.aggregate(sent=Count("pk"), first=Min("sent_at"))
+    if not figures["sent"]:
+        return 0.0
+    elapsed = (now - figures["first"]).total_seconds()
+    return figures["sent"] / max(elapsed, 1.0)
+
 
 def issue_progress(issue: Issue) -> Progress:
     rows = Delivery.objects.filter(issue=issue)
     counts = dict.fromkeys(Row.values, 0)
     counts.update(dict(rows.values_list("status").annotate(n=Count("pk")).order_by()))
-    window = 60
-    recent = rows.filter(status=Row.SENT, sent_at__gte=timezone.now() - timedelta(seconds=window))
-    rate = recent.count() / window
-    left = counts[Row.QUEUED] + counts[Row.SENDING]
     return Progress(
         counts=counts,
         total=sum(counts.values()),
-        rate=rate,
-        seconds_left=(left / rate) if rate and left else (0.0 if not left else None),
+        rate=recent_rate(issue),
         maybe_duplicates=rows.filter(maybe_duplicate=True).count(),
     )
 

@@ -257,3 +257,23 @@ def test_forcing_per_message_sends_ses_one_message_per_reader(
     entry = fake_esp.accepted[0]
     assert entry.headers["List-Unsubscribe"].startswith("<https://advances.test/")
     assert mail.outbox == []
+
+
+@pytest.mark.django_db
+def test_the_sending_threads_write_in_the_issues_language(
+    settings, fake_esp, issue, main_topic, django_capture_on_commit_callbacks
+):
+    use_esp(settings, "resend", fake_esp)
+    settings.NEWSLETTER_SEND_CONCURRENCY = 3
+    Issue.objects.filter(pk=issue.pk).update(language="es")
+    approve(Issue.objects.get(pk=issue.pk))
+    readers = make_readers(6, main_topic)
+    Subscriber.objects.filter(pk__in=[r.pk for r in readers]).update(language="es")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.start_issue(issue_id=issue.pk)
+
+    assert len(fake_esp.accepted) == 6
+    for entry in fake_esp.accepted:
+        assert entry.headers["Content-Language"] == "es"
+        assert "/es/" in entry.headers["List-Unsubscribe"]

@@ -19,6 +19,7 @@ from anymail.exceptions import AnymailError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
+from django.utils import translation
 
 from newsletter import emails
 from newsletter.composing import RenderedIssue
@@ -40,8 +41,14 @@ class PerMessageAdapter(EspAdapter):
         opened: list[BaseEmailBackend] = []  # this batch's, when connections are not kept
         opened_lock = threading.Lock()
         local = threading.local()
+        # The caller's language (the issue's) is per thread: the senders take it along.
+        language = translation.get_language()
 
         def send_one(recipient: Recipient) -> CallResult:
+            with translation.override(language):
+                return send_one_in_language(recipient)
+
+        def send_one_in_language(recipient: Recipient) -> CallResult:
             if self.reuse_connections:
                 backend = self.connection()  # this thread's, kept from batch to batch
             else:

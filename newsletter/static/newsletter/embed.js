@@ -52,6 +52,7 @@
         return response.json();
       }).then(function (answer) {
         markFields(form, answer.errors);
+        message.setAttribute("lang", answer.language || language);
         message.textContent = answer.message;
         setState(form, answer.ok ? "done" : "error");
         if (answer.ok) {
@@ -63,6 +64,9 @@
           }
         }
       }).catch(function () {
+        // Advances unreachable, or its answer withheld by the browser (this page's
+        // origin is not on Advances' allow-list, or this page's CSP forbids it).
+        message.setAttribute("lang", language);
         message.textContent = form.getAttribute("data-offline-" + language);
         setState(form, "error");
       }).then(function () {
