@@ -13,7 +13,7 @@ WEB_WORKERS ?= 3
 # The embedded default runs with DEBUG on and no services; production sets DEBUG off.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: install catalogues messages browser-deps run migrate seed serve test deploy-check lint format worker beat bench clean
+.PHONY: install catalogues messages browser-deps run migrate seed serve test deploy-check lint format worker beat bench bench-esps clean
 
 install: $(STAMP) catalogues
 
@@ -101,6 +101,11 @@ beat: install
 # The dispatch benchmark (PostgreSQL and Redis on 127.0.0.1): writes benchmarks/RESULTS.md.
 bench: install
 	$(BIN)/python benchmarks/bench.py
+
+# Recipients per second through each ESP's path at 20,000 readers, beside
+# django-newsletter's rate: writes the ESP section of benchmarks/RESULTS.md.
+bench-esps: install
+	$(BIN)/python benchmarks/esps.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
