@@ -17,7 +17,7 @@ WEB_WORKERS ?= 3
 # The embedded default runs with DEBUG on and no services; production sets DEBUG off.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: install catalogues messages browser-deps run migrate seed serve test deploy-check lint format worker beat bench latency drill clean
+.PHONY: install catalogues messages browser-deps run migrate seed serve test deploy-check lint format worker beat bench bench-esps latency drill clean
 
 install: $(STAMP) catalogues
 
@@ -47,8 +47,15 @@ migrate: install
 seed: migrate
 	$(DEV_ENV) $(BIN)/python manage.py seed_demo
 
+# Tasks run inline here and there is no beat: a second process runs the welcome series
+# every SERIES_EVERY seconds, stopped with the server. NEWSLETTER_SERIES_DAY_SECONDS=60
+# makes a series day last a minute (README "Welcome series").
+SERIES_EVERY ?= 10
+
 run: seed
 	@echo "Advances: http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/, emails: var/outbox/)"
+	$(DEV_ENV) $(BIN)/python manage.py run_series --every $(SERIES_EVERY) & series=$$!; \
+	trap 'kill $$series 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The browser tests need Debian's Chromium: without it they are skipped, and fail under
@@ -105,6 +112,11 @@ beat: install
 # The dispatch benchmark (PostgreSQL and Redis on 127.0.0.1): writes benchmarks/RESULTS.md.
 bench: install
 	$(BIN)/python benchmarks/bench.py
+
+# Recipients per second through each ESP's path at 20,000 readers, beside
+# django-newsletter's rate: writes the ESP section of benchmarks/RESULTS.md.
+bench-esps: install
+	$(BIN)/python benchmarks/esps.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

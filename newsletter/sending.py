@@ -31,7 +31,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet
+from django.db.models import Case, Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone, translation
 
 from newsletter import approval, composing, esp, subscriptions
@@ -138,7 +138,11 @@ def start_issue(*, issue_id: int) -> int:
         issue.rendered_html, issue.rendered_text = rendered.html, rendered.text
         issue.status = Status.SENDING
         issue.send_started_at = timezone.now()
-        issue.save(update_fields=["rendered_html", "rendered_text", "status", "send_started_at"])
+        issue.last_error = ""  # e.g. why it was held at its scheduled time (approval.py)
+        issue.save(
+            update_fields=["rendered_html", "rendered_text", "status", "send_started_at",
+                           "last_error"]
+        )  # fmt: skip
         queued = _snapshot_audience(issue)
         _queue_lanes(issue.pk, queued)
     logger.info("Issue %s: sending to %d readers", issue.pk, queued)
@@ -399,11 +403,27 @@ def _mark_sent(claim: str, sent: list[tuple[int, str]], *, whole_batch: bool) ->
     for delivery_id, message_id in sent:
         by_message_id.setdefault(message_id, []).append(delivery_id)
     now = timezone.now()
-    for message_id, ids in by_message_id.items():
-        rows = Delivery.objects.filter(claim=claim, status=Row.SENDING)
-        if not (whole_batch and len(by_message_id) == 1):
+    rows = Delivery.objects.filter(claim=claim, status=Row.SENDING)
+    if len(by_message_id) == 1:
+        message_id, ids = next(iter(by_message_id.items()))
+        if not whole_batch:
             rows = rows.filter(pk__in=ids)
         rows.update(status=Row.SENT, esp_message_id=message_id, sent_at=now, lease_until=None)
+        return
+    # One id per recipient (SendGrid, Postmark, SES, per-message sends): one UPDATE per
+    # chunk with each row's own id, not one per recipient.
+    for start in range(0, len(sent), SENT_CHUNK):
+        chunk = sent[start : start + SENT_CHUNK]
+        rows.filter(pk__in=[pk for pk, _ in chunk]).update(
+            status=Row.SENT,
+            esp_message_id=Case(*(When(pk=pk, then=Value(mid)) for pk, mid in chunk)),
+            sent_at=now,
+            lease_until=None,
+        )
+
+
+# Rows per UPDATE when each has its own message id (two parameters a row).
+SENT_CHUNK = 500
 
 
 def _record_call_failure(issue_id: int, claim: str, failed: list[int], error: str) -> None:

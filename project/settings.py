@@ -249,6 +249,15 @@ ANYMAIL: dict[str, object] = {
         "track_clicks": NEWSLETTER_TRACKING,
     },
 }
+# Only these ESPs take tracking per message in Anymail; the others (Brevo, Amazon SES
+# with its configuration set, Resend, ...) take it from the account, where an operator
+# turns it off, and Anymail refuses the option for them.
+TRACKING_PER_MESSAGE = {
+    "mailgun", "mailjet", "mandrill", "mailersend", "postmark", "sendgrid", "sparkpost",
+    "unisender_go",
+}  # fmt: skip
+if ESP and ESP not in TRACKING_PER_MESSAGE:
+    ANYMAIL["SEND_DEFAULTS"] = {}
 # A stuck ESP call is cut off after this many seconds and retried (network error).
 ANYMAIL["REQUESTS_TIMEOUT"] = float(os.environ.get("ANYMAIL_REQUESTS_TIMEOUT", "") or 30)
 if os.environ.get("ANYMAIL_WEBHOOK_SECRET"):
