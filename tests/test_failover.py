@@ -215,6 +215,7 @@ def database_proxy() -> Iterator[TcpProxy]:
 
 
 @pytest.mark.postgres
+@pytest.mark.timeout(300)  # a loaded machine: the outage itself takes 10 s of it
 def test_cutting_the_database_mid_send_duplicates_nobody_and_send_issue_rides_it_out(
     start_worker, fake_esp, main_topic, tmp_path, database_proxy
 ):
@@ -237,7 +238,7 @@ def test_cutting_the_database_mid_send_duplicates_nobody_and_send_issue_rides_it
         database_proxy.cut()
         time.sleep(10)
         database_proxy.start()
-        assert command.wait(timeout=150) == 0, (tmp_path / "send_issue.log").read_text()
+        assert command.wait(timeout=240) == 0, (tmp_path / "send_issue.log").read_text()
     finally:
         if command.poll() is None:
             command.kill()
