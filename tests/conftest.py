@@ -16,6 +16,7 @@ from django.core import mail
 from django.core.cache import cache
 from django.db import connection
 
+from newsletter.catalogues import compile_catalogues
 from newsletter.models import Topic
 from project.celery import app as celery_app
 from tests.factories import SubscriberFactory
@@ -75,6 +76,9 @@ TEST_BROKER_URL = (
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The Spanish pages need the compiled catalogue; `make test` compiles it, and so does
+    # a bare `pytest` (polib, no gettext tools).
+    compile_catalogues()
     # Point the app at the test broker before anything creates its connection pool
     # (even an inline task does); tasks still run inline until a test asks for a worker.
     celery_app.conf.update(broker_url=TEST_BROKER_URL)
