@@ -13,7 +13,7 @@ WEB_WORKERS ?= 3
 # The embedded default runs with DEBUG on and no services; production sets DEBUG off.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: install catalogues messages browser-deps run migrate seed serve test lint format worker beat bench clean
+.PHONY: install catalogues messages browser-deps run migrate seed serve test deploy-check lint format worker beat bench clean
 
 install: $(STAMP) catalogues
 
@@ -61,6 +61,11 @@ browser-deps:
 test: install $(if $(CI),browser-deps)
 	$(BIN)/python -m pytest
 
+# The deployment files without Docker: every compose service of ours runs a target
+# here, only the proxy publishes ports, and `caddy validate` accepts the Caddyfile.
+deploy-check: install
+	$(BIN)/python -m pytest tests/test_deploy.py -q
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -70,9 +75,11 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Production web server (docker-compose runs this): migrate, then gunicorn.
+# Production web server (docker-compose runs this): migrate, collect the static files
+# for the proxy when STATIC_ROOT is set, then gunicorn.
 serve: install
 	$(BIN)/python manage.py migrate --noinput
+	if [ -n "$$STATIC_ROOT" ]; then $(BIN)/python manage.py collectstatic --noinput; fi
 	$(BIN)/gunicorn project.wsgi --bind $(BIND) --workers $(WEB_WORKERS) --access-logfile -
 
 # Both queues by default; in production run one worker per queue, e.g.

@@ -25,7 +25,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet
 from django.utils import timezone, translation
 
 from newsletter import approval, composing, esp, subscriptions
@@ -447,32 +447,65 @@ def lease_period() -> timedelta:
 # --- Progress ----------------------------------------------------------------------------
 
 
+# The window the send rate (and so the time-left estimate) is measured over: long enough
+# to smooth out batch-sized steps, short enough to follow a rate limit change or a pause.
+RATE_WINDOW_SECONDS = 60
+
+
+def estimate_seconds_left(*, remaining: int, rate: float) -> float | None:
+    """Seconds until `remaining` rows are done at `rate` rows per second: 0 when nothing
+    is left, None when nothing was sent recently (no rate to go by, e.g. paused)."""
+    if remaining <= 0:
+        return 0.0
+    if rate <= 0:
+        return None
+    return remaining / rate
+
+
 @dataclass(frozen=True)
 class Progress:
     counts: dict[str, int]
     total: int
-    rate: float  # recipients per second over the last minute
-    seconds_left: float | None
+    rate: float  # recipients per second over the last RATE_WINDOW_SECONDS
     maybe_duplicates: int
 
     @property
     def done(self) -> int:
         return self.counts[Row.SENT] + self.counts[Row.FAILED] + self.counts[Row.SKIPPED]
 
+    @property
+    def remaining(self) -> int:
+        return self.counts[Row.QUEUED] + self.counts[Row.SENDING]
+
+    @property
+    def seconds_left(self) -> float | None:
+        """The time-left estimate every screen shows (the progress page, its JSON,
+        `send_issue --wait`): the rows still to go at the recent rate."""
+        return estimate_seconds_left(remaining=self.remaining, rate=self.rate)
+
+
+def recent_rate(issue: Issue, *, now: datetime | None = None) -> float:
+    """Rows sent per second over the last RATE_WINDOW_SECONDS. A send that started
+    inside the window is measured from its first row, so the estimate is right from
+    the first batch instead of starting too slow."""
+    now = now or timezone.now()
+    since = now - timedelta(seconds=RATE_WINDOW_SECONDS)
+    recent = Delivery.objects.filter(issue=issue, status=Row.SENT, sent_at__gte=since)
+    figures = recent.aggregate(sent=Count("pk"), first=Min("sent_at"))
+    if not figures["sent"]:
+        return 0.0
+    elapsed = (now - figures["first"]).total_seconds()
+    return figures["sent"] / max(elapsed, 1.0)
+
 
 def issue_progress(issue: Issue) -> Progress:
     rows = Delivery.objects.filter(issue=issue)
     counts = dict.fromkeys(Row.values, 0)
     counts.update(dict(rows.values_list("status").annotate(n=Count("pk")).order_by()))
-    window = 60
-    recent = rows.filter(status=Row.SENT, sent_at__gte=timezone.now() - timedelta(seconds=window))
-    rate = recent.count() / window
-    left = counts[Row.QUEUED] + counts[Row.SENDING]
     return Progress(
         counts=counts,
         total=sum(counts.values()),
-        rate=rate,
-        seconds_left=(left / rate) if rate and left else (0.0 if not left else None),
+        rate=recent_rate(issue),
         maybe_duplicates=rows.filter(maybe_duplicate=True).count(),
     )
 

@@ -220,12 +220,23 @@ CONTENT_SECURITY_POLICY = {
 # window; the next attempt is answered 429 until the window ends (project.security).
 ADMIN_LOGIN_RATE = os.environ.get("ADMIN_LOGIN_RATE", "10/15m")
 
+# The reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is
+# believed; every other peer's address is REMOTE_ADDR itself, whatever it sends. Empty
+# by default: a header anyone can forge moves no rate limit. docker-compose sets it to
+# its Caddy's fixed address. The system check newsletter.E010 refuses a bad entry.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+# django-ratelimit's "ip" key (the admin login limit) reads the same client address.
+RATELIMIT_IP_META_KEY = "newsletter.views.clients.client_ip_for_ratelimit"
+
 # --- Email. Without ESP, each message becomes one .eml file in var/outbox/.
 # With ESP=mailgun (postmark, amazon_ses, ...), Anymail's backend for it, configured
 # from environment variables under Anymail's own names (MAILGUN_API_KEY, ...).
 ESP = os.environ.get("ESP", "").strip().lower()
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Advances <advances@example.org>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The domain after the @ in Message-IDs the site writes itself (the outbox); empty means
+# SITE_URL's host. ESPs assign their own on their own domain.
+MESSAGE_ID_DOMAIN = os.environ.get("MESSAGE_ID_DOMAIN", "").strip()
 EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "outbox"))
 NEWSLETTER_TRACKING = env_bool("NEWSLETTER_TRACKING")
 ANYMAIL: dict[str, object] = {
