@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core import mail
 from django.core.cache import cache
 from django.db import connection
+from django.utils import translation
 
 from newsletter.catalogues import compile_catalogues
 from newsletter.models import Topic
@@ -30,6 +31,9 @@ def _fresh_state(request: pytest.FixtureRequest) -> Iterator[None]:
     """Rate-limit counters start at zero, and tasks run inline unless a test asks
     for a real worker."""
     cache.clear()
+    # Each test starts in the default language: a request under /es/ leaves Spanish
+    # active in this thread, as Django's LocaleMiddleware does in any server thread.
+    translation.activate(settings.LANGUAGE_CODE)
     eager = celery_app.conf.task_always_eager
     if not request.node.get_closest_marker("worker"):
         celery_app.conf.task_always_eager = True
