@@ -26,7 +26,7 @@ from tests.factories import (
 pytestmark = pytest.mark.django_db
 
 
-def spanish_piece(english: EducationPiece, **fields) -> EducationPiece:
+def spanish_piece(english, **fields):
     piece = EducationPieceFactory(language="es", **fields)
     translations.link_translation(piece=english, translation=piece)
     return piece
