@@ -237,7 +237,8 @@ def _render_in_language(issue: Issue) -> RenderedIssue:
         "intro_html": intro_html,
         "intro_text": html_to_text(intro_html),
         "sections": issue_sections(issue),
-        "archive_url": archive_url(issue),
+        # A welcome-series step is never in the archive: no "view in browser" link.
+        "archive_url": archive_url(issue) if issue.kind == Issue.Kind.ISSUE else "",
         "postal_address": settings.NEWSLETTER_POSTAL_ADDRESS,
         "site_url": settings.SITE_URL,
         **{name: placeholder(name) for name in PLACEHOLDERS},

@@ -7,6 +7,7 @@ its reader's language (rule 10): words, `Content-Language`, `<html lang>`, and l
 the pages in that language.
 """
 
+import smtplib
 from dataclasses import replace
 from functools import lru_cache
 
@@ -75,6 +76,13 @@ def _link_prefix(name: str, language: str) -> str:
     return absolute_url(path).rsplit(marker, 1)[0]
 
 
+def sender_domain() -> str:
+    """The domain of DEFAULT_FROM_EMAIL (for the Message-IDs we make)."""
+    from email.utils import parseaddr
+
+    return parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "localhost"
+
+
 def unsubscribe_header(unsubscribe_url: str) -> str:
     mailto = settings.NEWSLETTER_UNSUBSCRIBE_MAILTO
     return f"<{unsubscribe_url}>" + (f", <mailto:{mailto}>" if mailto else "")
@@ -137,13 +145,31 @@ def _send_subscriber_email(subscriber: Subscriber, email: SubscriberEmail) -> No
 
 
 def is_retryable(error: Exception) -> bool:
-    """Whether sending again later can succeed: network errors, 429 and 5xx only."""
+    """Whether sending again later can succeed: network errors, 429 and 5xx only (for
+    an SMTP relay, its 4xx answers: "try again later")."""
     if isinstance(error, AnymailRequestsAPIError):
         status = error.status_code
         return status is None or status == 429 or status >= 500
     if isinstance(error, AnymailAPIError):
-        return False
+        # Amazon SES (boto3): an HTTP status in the parsed error response, or none at
+        # all when the call never reached SES (a connection error from botocore).
+        response = error.response if isinstance(error.response, dict) else None
+        if response is None:
+            return error.__cause__ is not None and _is_network_error(error.__cause__)
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return status == 429 or status >= 500
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return all(400 <= code < 500 for code, _ in error.recipients.values())
+    if isinstance(error, smtplib.SMTPResponseException):
+        return 400 <= error.smtp_code < 500
     return isinstance(error, OSError)
+
+
+def _is_network_error(error: BaseException) -> bool:
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    return isinstance(error, BotoConnectionError | HTTPClientError | OSError)
 
 
 def issue_message(

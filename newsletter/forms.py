@@ -85,7 +85,9 @@ class EmbedSubscribeForm(SubscribeForm):
     plus the embed's source name and the reader's language."""
 
     source = forms.CharField(required=False, max_length=100)
-    language = forms.ChoiceField(required=False, choices=settings.LANGUAGES)
+    # A page's `lang` as the script read it ("es-MX" is Spanish); anything else, the
+    # site's default language, as a page without `lang` gets.
+    language = forms.CharField(required=False, max_length=35)
 
     def clean_source(self) -> str:
         name = self.cleaned_data["source"] or embed.DEFAULT_SOURCE
@@ -97,7 +99,7 @@ class EmbedSubscribeForm(SubscribeForm):
             ) from None
 
     def clean_language(self) -> str:
-        return self.cleaned_data["language"] or settings.LANGUAGE_CODE
+        return embed.reader_language(self.cleaned_data["language"])
 
 
 class PreferencesForm(forms.Form):

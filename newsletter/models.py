@@ -497,7 +497,8 @@ class WelcomeSeries(models.Model):
 class SeriesStep(models.Model):
     """One email of a series: an education piece or a short message, sent `delay_days`
     after the reader joined. Its content lives in its own Issue (kind series_step),
-    so it is approved, rendered and sent as issues are."""
+    so it is approved, rendered and sent as issues are. Steps go out in the order of
+    their delay (position breaks ties between steps of the same day)."""
 
     series = models.ForeignKey(WelcomeSeries, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveIntegerField(default=0)
@@ -512,7 +513,7 @@ class SeriesStep(models.Model):
     )
 
     class Meta:
-        ordering = ["series", "position", "delay_days", "pk"]
+        ordering = ["series", "delay_days", "position", "pk"]
         constraints = [
             models.CheckConstraint(
                 condition=~models.Q(message="") | models.Q(piece__isnull=False),
@@ -526,13 +527,17 @@ class SeriesStep(models.Model):
 
 class SeriesEnrolment(models.Model):
     """A reader's place in a series. `started_at` null: the reader was on the topic
-    before the series existed, so they do not get it."""
+    before the series existed, so they do not get it. `stopped_at`: the reader left
+    (unsubscribed, suppressed, left the topic or changed language); nothing more of the
+    series is sent to them, even if they come back. What each reader got of each step
+    is in the Delivery ledger (series.py)."""
 
     series = models.ForeignKey(WelcomeSeries, on_delete=models.CASCADE, related_name="enrolments")
     subscriber = models.ForeignKey(
         Subscriber, on_delete=models.CASCADE, related_name="series_enrolments"
     )
     started_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -5,30 +5,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('newsletter', '0015_api_keys'),
+        ("newsletter", "0015_api_keys"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='educationpiece',
-            name='needs_translation_review',
-            field=models.BooleanField(default=False, help_text='A translation not yet checked by a clinician who reads this language: readers see a note saying so.'),
+            model_name="educationpiece",
+            name="needs_translation_review",
+            field=models.BooleanField(
+                default=False,
+                help_text="A translation not yet checked by a clinician who reads this language: readers see a note saying so.",
+            ),
         ),
         migrations.AddField(
-            model_name='educationpiece',
-            name='translation_group',
+            model_name="educationpiece",
+            name="translation_group",
             field=models.UUIDField(blank=True, db_index=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='topic',
-            name='translations',
+            model_name="topic",
+            name="translations",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddConstraint(
-            model_name='educationpiece',
-            constraint=models.UniqueConstraint(fields=('translation_group', 'language'), name='piece_one_per_language'),
+            model_name="educationpiece",
+            constraint=models.UniqueConstraint(
+                fields=("translation_group", "language"), name="piece_one_per_language"
+            ),
         ),
     ]
