@@ -164,6 +164,8 @@ class EducationPieceAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Left out of a submission: the site's default language.
+        self.fields["language"].required = False
         others = EducationPiece.objects.all()
         if self.instance.pk:
             others = others.exclude(pk=self.instance.pk)
@@ -172,6 +174,9 @@ class EducationPieceAdminForm(forms.ModelForm):
                 linked = others.filter(translation_group=group).first()
                 self.fields["translation_of"].initial = linked.pk if linked else None
         self.fields["translation_of"].queryset = others  # type: ignore[attr-defined]
+
+    def clean_language(self) -> str:
+        return self.cleaned_data["language"] or settings.LANGUAGE_CODE
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -211,6 +216,14 @@ class IssueAdminForm(forms.ModelForm):
     class Meta:
         model = Issue
         fields = ["subject", "slug", "language", "preheader", "intro", "topics"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Left out of a submission: the site's default language.
+        self.fields["language"].required = False
+
+    def clean_language(self) -> str:
+        return self.cleaned_data["language"] or settings.LANGUAGE_CODE
 
 
 class TestSendForm(forms.Form):
