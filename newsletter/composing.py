@@ -24,6 +24,7 @@ from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.model.config import ParserConfig
 
+from newsletter import readability
 from newsletter.models import EducationPiece, Issue
 
 # --- Markdown, sanitised on an allow-list ---------------------------------------------
@@ -83,6 +84,12 @@ def reading_grade_of_text(plain: str) -> float:
 
 
 READING_GRADE_TARGET = 8
+
+
+def piece_reading_level(text: str, language: str) -> readability.ReadingLevel:
+    """The reading level of Markdown text, measured as its language is measured
+    (newsletter.readability)."""
+    return readability.reading_level(html_to_text(markdown_to_html(text)), language)
 
 
 # --- Per-recipient placeholders ---------------------------------------------------------
@@ -163,6 +170,8 @@ class Section:
     body_text: str
     cta_label: str
     cta_url: str
+    # A translation no clinician reading its language has checked yet: pages say so.
+    unreviewed_translation: bool = False
 
 
 def piece_section(piece: EducationPiece) -> Section:
@@ -173,6 +182,7 @@ def piece_section(piece: EducationPiece) -> Section:
         body_text=html_to_text(body_html),
         cta_label=piece.cta_label,
         cta_url=piece.cta_url,
+        unreviewed_translation=piece.needs_translation_review,
     )
 
 

@@ -145,12 +145,69 @@ class EducationPieceAdminForm(forms.ModelForm):
         help_text="A web address, or tel:+16082666400 for a phone number.",
     )
 
+    # The piece this one translates (or is translated by): they join one group, one
+    # piece per language (newsletter.translations).
+    translation_of = forms.ModelChoiceField(
+        queryset=EducationPiece.objects.all(),
+        required=False,
+        label=_("Translation of"),
+        help_text=_("The same piece in another language. Leave empty for an original."),
+    )
+
     class Meta:
         model = EducationPiece
         fields = [
-            "title", "slug", "summary", "body", "topic", "home_position", "cta_label",
-            "cta_url", "reviewed_by", "reviewed_on", "review_due",
+            "title", "slug", "language", "summary", "body", "topic", "home_position",
+            "cta_label", "cta_url", "reviewed_by", "reviewed_on", "review_due",
+            "needs_translation_review",
         ]  # fmt: skip
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Left out of a submission: the site's default language.
+        self.fields["language"].required = False
+        others = EducationPiece.objects.all()
+        if self.instance.pk:
+            others = others.exclude(pk=self.instance.pk)
+            group = self.instance.translation_group
+            if group is not None:
+                linked = others.filter(translation_group=group).first()
+                self.fields["translation_of"].initial = linked.pk if linked else None
+        self.fields["translation_of"].queryset = others  # type: ignore[attr-defined]
+
+    def clean_language(self) -> str:
+        return self.cleaned_data["language"] or settings.LANGUAGE_CODE
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        other = cleaned.get("translation_of")
+        language = cleaned.get("language")
+        if other is not None and language:
+            if other.language == language:
+                self.add_error(
+                    "translation_of",
+                    ValidationError(
+                        _("A translation is in another language than this piece."),
+                        code="same_language",
+                    ),
+                )
+            elif (
+                other.translation_group is not None
+                and EducationPiece.objects.filter(
+                    translation_group=other.translation_group, language=language
+                )
+                .exclude(pk=self.instance.pk)
+                .exists()
+            ):
+                self.add_error(
+                    "translation_of",
+                    ValidationError(
+                        _("“%(title)s” already has a translation in this language."),
+                        code="language_taken",
+                        params={"title": other.title},
+                    ),
+                )
+        return cleaned
 
 
 class IssueAdminForm(forms.ModelForm):
@@ -158,7 +215,15 @@ class IssueAdminForm(forms.ModelForm):
 
     class Meta:
         model = Issue
-        fields = ["subject", "slug", "preheader", "intro", "topics"]
+        fields = ["subject", "slug", "language", "preheader", "intro", "topics"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Left out of a submission: the site's default language.
+        self.fields["language"].required = False
+
+    def clean_language(self) -> str:
+        return self.cleaned_data["language"] or settings.LANGUAGE_CODE
 
 
 class TestSendForm(forms.Form):

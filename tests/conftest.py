@@ -16,7 +16,9 @@ from django.conf import settings
 from django.core import mail
 from django.core.cache import cache
 from django.db import connection
+from django.utils import translation
 
+from newsletter.catalogues import compile_catalogues
 from newsletter.models import Topic
 from project.celery import app as celery_app
 from tests.factories import SubscriberFactory
@@ -30,6 +32,9 @@ def _fresh_state(request: pytest.FixtureRequest) -> Iterator[None]:
     """Rate-limit counters start at zero, and tasks run inline unless a test asks
     for a real worker."""
     cache.clear()
+    # Each test starts in the default language: a request under /es/ leaves Spanish
+    # active in this thread, as Django's LocaleMiddleware does in any server thread.
+    translation.activate(settings.LANGUAGE_CODE)
     eager = celery_app.conf.task_always_eager
     if not request.node.get_closest_marker("worker"):
         celery_app.conf.task_always_eager = True
@@ -76,6 +81,9 @@ TEST_BROKER_URL = (
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The Spanish pages need the compiled catalogue; `make test` compiles it, and so does
+    # a bare `pytest` (polib, no gettext tools).
+    compile_catalogues()
     # Point the app at the test broker before anything creates its connection pool
     # (even an inline task does); tasks still run inline until a test asks for a worker.
     celery_app.conf.update(broker_url=TEST_BROKER_URL)

@@ -19,7 +19,7 @@ from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from newsletter import approval, composing, series
+from newsletter import approval, composing, readability, series
 from newsletter.errors import NewsletterError
 from newsletter.models import Issue, IssueForReview, IssueReview
 
@@ -132,6 +132,12 @@ class ReviewQueueAdmin(admin.ModelAdmin):
             "grade_target": composing.READING_GRADE_TARGET,
             "piece_grades": [
                 (piece.title, composing.reading_grade(piece.body)) for piece in issue.pieces.all()
+            ],
+            # Measured as the issue's language is measured (Fernández Huerta for Spanish).
+            "reading_level": readability.reading_level(example.text, issue.language),
+            "piece_levels": [
+                (piece.title, composing.piece_reading_level(piece.body, piece.language))
+                for piece in issue.pieces.all()
             ],
             "approval_state": state,
             "approval_explanation": state.explanation(),

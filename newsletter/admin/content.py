@@ -14,10 +14,20 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.translation import get_language_info, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
-from newsletter import approval, charts, composing, review_due, sending, tasks, tracking
+from newsletter import (
+    approval,
+    charts,
+    composing,
+    readability,
+    review_due,
+    sending,
+    tasks,
+    tracking,
+    translations,
+)
 from newsletter.forms import (
     EducationPieceAdminForm,
     IssueAdminForm,
@@ -56,6 +66,21 @@ def approval_refusal(issue: Issue, error: approval.ApprovalMissing) -> str:
     return _("Not sent: %(why)s %(who)s") % {"why": str(error), "who": who}
 
 
+def language_name(code: str) -> str:
+    """A language's name in the editor's language ("Spanish", "español")."""
+    return str(get_language_info(code)["name_translated"])
+
+
+def partial_action(language: str):
+    """The changelist action "Create the <language> issue" for one language."""
+
+    def action(model_admin: "IssueAdmin", request: HttpRequest, queryset) -> None:
+        for issue in queryset:
+            model_admin.create_issue_in(request, issue, language)
+
+    return action
+
+
 def staff_first_name(request: HttpRequest) -> str:
     return getattr(request.user, "first_name", "")
 
@@ -81,19 +106,51 @@ class ReviewDueFilter(admin.SimpleListFilter):
         return queryset
 
 
+class MissingTranslationFilter(admin.SimpleListFilter):
+    """Pieces that have no version in a language yet: the translators' to-do list."""
+
+    title = gettext_lazy("translation")
+    parameter_name = "missing"
+
+    def lookups(self, request, model_admin):
+        return [
+            (code, _("No version in %(language)s") % {"language": name})
+            for code, name in settings.LANGUAGES
+        ]
+
+    def queryset(self, request, queryset):
+        language = self.value()
+        if language in dict(settings.LANGUAGES):
+            return queryset.filter(pk__in=translations.pieces_missing(language))
+        return queryset
+
+
 @admin.register(EducationPiece)
 class EducationPieceAdmin(admin.ModelAdmin):
     form = EducationPieceAdminForm
-    list_display = ["title", "topic", "review_status", "reading_level", "home_position"]
-    list_filter = ["topic", ReviewDueFilter]
+    list_display = [
+        "title", "language", "translation_status", "topic", "review_status", "reading_level",
+        "home_position",
+    ]  # fmt: skip
+    list_filter = ["language", MissingTranslationFilter, "topic", ReviewDueFilter]
     search_fields = ["title", "summary", "body"]
     prepopulated_fields = {"slug": ["title"]}
     readonly_fields = ["reading_level", "created_at", "updated_at"]
     fieldsets = [
-        (None, {"fields": ["title", "slug", "summary", "body", "topic", "home_position"]}),
-        ("Call to action", {"fields": ["cta_label", "cta_url"]}),
-        ("Clinical review", {"fields": ["reviewed_by", "reviewed_on", "review_due"]}),
-        ("Readability", {"fields": ["reading_level", "created_at", "updated_at"]}),
+        (
+            None,
+            {"fields": ["title", "slug", "summary", "body", "topic", "home_position"]},
+        ),
+        (
+            gettext_lazy("Language"),
+            {"fields": ["language", "translation_of", "needs_translation_review"]},
+        ),
+        (gettext_lazy("Call to action"), {"fields": ["cta_label", "cta_url"]}),
+        (
+            gettext_lazy("Clinical review"),
+            {"fields": ["reviewed_by", "reviewed_on", "review_due"]},
+        ),
+        (gettext_lazy("Readability"), {"fields": ["reading_level", "created_at", "updated_at"]}),
     ]
 
     actions = ["record_rereview"]
@@ -101,6 +158,23 @@ class EducationPieceAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         obj.last_edited_by = request.user  # may not approve an issue containing it
         super().save_model(request, obj, form, change)
+        other = form.cleaned_data.get("translation_of")
+        if other is not None:
+            translations.link_translation(piece=other, translation=obj)
+        elif "translation_of" in form.changed_data:
+            translations.unlink_translation(piece=obj)
+
+    @admin.display(description=gettext_lazy("translations"))
+    def translation_status(self, piece: EducationPiece) -> str:
+        have = translations.translations_of(piece)
+        marks = [
+            f"{code} ✓" if code in have else f"⚠ {_('no %(code)s') % {'code': code}}"
+            for code, _name in settings.LANGUAGES
+            if code != piece.language
+        ]
+        if piece.needs_translation_review:
+            marks.append(_("⚠ translation not yet reviewed"))
+        return ", ".join(marks)
 
     @admin.action(
         description=gettext_lazy("Record a re-review (reviewed today, by me)"),
@@ -131,12 +205,10 @@ class EducationPieceAdmin(admin.ModelAdmin):
             return f"⚠ Review overdue since {piece.review_due:%Y-%m-%d}"
         return f"Reviewed {piece.reviewed_on:%Y-%m-%d} by {piece.reviewed_by}"
 
-    @admin.display(description="reading level")
+    @admin.display(description=gettext_lazy("reading level"))
     def reading_level(self, piece: EducationPiece) -> str:
-        grade = composing.reading_grade(piece.body)
-        if grade > composing.READING_GRADE_TARGET:
-            return f"⚠ Grade {grade} (aim for {composing.READING_GRADE_TARGET} or below)"
-        return f"Grade {grade}"
+        # Measured as the piece's language is measured, against that language's target.
+        return str(composing.piece_reading_level(piece.body, piece.language))
 
 
 class IssuePieceInline(admin.TabularInline):
@@ -151,8 +223,8 @@ class IssuePieceInline(admin.TabularInline):
 class IssueAdmin(admin.ModelAdmin):
     form = IssueAdminForm
     change_form_template = "admin/newsletter/issue/change_form.html"
-    list_display = ["subject", "status", "scheduled_at", "sent_at", "author"]
-    list_filter = ["status", "topics"]
+    list_display = ["subject", "language", "status", "scheduled_at", "sent_at", "author"]
+    list_filter = ["status", "language", "topics"]
     search_fields = ["subject", "slug"]
     prepopulated_fields = {"slug": ["subject"]}
     filter_horizontal = ["topics"]
@@ -205,8 +277,69 @@ class IssueAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.progress_view),
                 name="newsletter_issue_progress",
             ),
+            path(
+                "<int:issue_id>/translate/<str:language>/",
+                self.admin_site.admin_view(self.translate_view),
+                name="newsletter_issue_translate",
+            ),
         ]
         return own + super().get_urls()
+
+    # --- Languages: an issue's copy in another language -------------------------------
+
+    def get_actions(self, request):
+        # One "Create the <language> issue" action per language.
+        actions = super().get_actions(request)
+        if not self.has_add_permission(request):
+            return actions
+        for code, _name in settings.LANGUAGES:
+            label = _("Create the %(language)s issue") % {"language": language_name(code)}
+            actions[f"create_issue_{code}"] = (
+                partial_action(code),
+                f"create_issue_{code}",
+                label,
+            )
+        return actions
+
+    def create_issue_in(self, request: HttpRequest, issue: Issue, language: str) -> Issue | None:
+        if issue.language == language:
+            messages.warning(
+                request,
+                _("“%(subject)s” is already in %(language)s.")
+                % {"subject": issue.subject, "language": language_name(language)},
+            )
+            return None
+        made = translations.create_translated_issue(
+            issue_id=issue.pk, language=language, author=request.user
+        )
+        messages.success(
+            request,
+            _(
+                "Created the %(language)s issue “%(subject)s”: translate its subject, "
+                "preheader and introduction."
+            )
+            % {"language": language_name(language), "subject": made.issue.subject},
+        )
+        if made.untranslated:
+            messages.warning(
+                request,
+                _("Left out, with no %(language)s version yet: %(titles)s.")
+                % {
+                    "language": language_name(language),
+                    "titles": ", ".join(f"“{piece.title}”" for piece in made.untranslated),
+                },
+            )
+        return made.issue
+
+    def translate_view(self, request: HttpRequest, issue_id: int, language: str) -> HttpResponse:
+        issue = self._issue_for(request, issue_id)
+        if request.method != "POST" or not self.has_add_permission(request):
+            raise PermissionDenied
+        if language not in dict(settings.LANGUAGES):
+            messages.error(request, _("Unknown language."))
+            return redirect("admin:newsletter_issue_change", issue.pk)
+        made = self.create_issue_in(request, issue, language)
+        return redirect("admin:newsletter_issue_change", (made or issue).pk)
 
     def _issue_for(self, request: HttpRequest, issue_id: int) -> Issue:
         issue = get_object_or_404(Issue, pk=issue_id)
@@ -234,6 +367,7 @@ class IssueAdmin(admin.ModelAdmin):
             "word_count": composing.word_count(example),
             "reading_grade": composing.reading_grade_of_text(example.text),
             "grade_target": composing.READING_GRADE_TARGET,
+            "reading_level": readability.reading_level(example.text, issue.language),
             "test_form": TestSendForm(initial={"addresses": getattr(request.user, "email", "")}),
         }
         return TemplateResponse(request, "admin/newsletter/issue/preview.html", context)
@@ -293,6 +427,7 @@ class IssueAdmin(admin.ModelAdmin):
                 messages.error(request, f"That is not possible while the issue is {issue.status}.")
                 return redirect(progress_url)
         total, per_topic = sending.audience_by_topic(issue)
+        per_language = translations.audience_by_language(issue)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -301,6 +436,7 @@ class IssueAdmin(admin.ModelAdmin):
             "issue": issue,
             "audience_total": total,
             "audience_per_topic": per_topic,
+            "audience_per_language": per_language,
             "schedule_form": form,
             **approval_context(issue),
         }

@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from newsletter import approval, series
+from newsletter import approval, series, translations
 from newsletter.models import (
     EducationPiece,
     Issue,
@@ -35,6 +35,16 @@ TOPICS = [
     ("clinical-trials", "Clinical trials", "New studies open to patients.", False),
     ("survivorship", "Survivorship", "Life during and after treatment.", False),
 ]
+# What Spanish readers see of each topic.
+TOPICS_ES = {
+    "advances": ("Advances", "El boletín de educación para pacientes del centro oncológico."),
+    "breast-cancer": (
+        "Cáncer de mama",
+        "Diagnóstico, segundas opiniones, tratamiento y recuperación.",
+    ),
+    "clinical-trials": ("Ensayos clínicos", "Estudios nuevos abiertos a pacientes."),
+    "survivorship": ("Vida después del cáncer", "La vida durante y después del tratamiento."),
+}
 
 CENTER_PHONE = "(608) 266-6400"
 DEMO_CLINICIAN = "Demo Clinician, MD (breast oncology)"
@@ -113,12 +123,102 @@ PIECES = [
         "cta_url": "tel:+16082666400",
     },
 ]
+# The same page in Spanish: a faithful, plain-language translation written for the demo.
+# It is marked as needing review by a clinician who reads Spanish (needs_translation_review),
+# and readers see that note, until one has checked it. Keyed by the English piece's slug.
+PIECES_ES = {
+    "why-a-second-opinion": {
+        "slug": "por-que-una-segunda-opinion",
+        "title": "Por qué vale la pena pedir una segunda opinión",
+        "summary": "En la mayoría de los casos, hay tiempo para aprender sobre su cáncer y "
+        "pedir una segunda opinión antes de empezar el tratamiento.",
+        "body": (
+            "Muchas mujeres que acaban de recibir un diagnóstico de cáncer de mama quieren "
+            "empezar el tratamiento enseguida. Sienten mucha prisa y aceptan el primer "
+            "tratamiento que les recomienda su médico.\n\n"
+            "Pero, en la mayoría de los casos, hay tiempo para informarse bien sobre su "
+            "cáncer y sus opciones de tratamiento, y para pedir una segunda opinión a otro "
+            "médico.\n\n"
+            "Recibir el tratamiento correcto es importante. Si otros especialistas en cáncer "
+            "de mama revisan su historia clínica y los resultados de sus pruebas, usted puede "
+            "tomar las mejores decisiones."
+        ),
+    },
+    "what-other-specialists-can-change": {
+        "slug": "un-plan-de-tratamiento-para-su-cancer",
+        "title": "Un plan de tratamiento hecho para su tipo de cáncer",
+        "summary": "Cada tipo de especialista en cáncer de mama puede encontrar algo distinto.",
+        "body": (
+            "Que otro especialista revise su caso puede cambiar su plan:\n\n"
+            "- **Otro radiólogo** puede revisar sus estudios de imagen de la mama y ver si "
+            "necesita más estudios o una biopsia para completar su evaluación. Esto también "
+            "ayuda a los demás especialistas a planear sus opciones de tratamiento.\n"
+            "- **Otro patólogo** puede examinar su tejido. Esto puede cambiar su plan de "
+            "tratamiento según el tipo de cáncer de mama que usted tenga.\n"
+            "- **Otro cirujano** puede ofrecerle otras opciones en lugar de la cirugía "
+            "habitual, sugerir quimioterapia antes de la cirugía u ofrecerle una cirugía "
+            "para reconstruir la mama en la misma operación del cáncer.\n"
+            "- **Otro oncólogo médico** puede encontrar otras opciones para usted, o "
+            "ensayos clínicos de tratamientos nuevos.\n"
+            "- **Otro oncólogo radioterapeuta** puede ofrecerle opciones de tratamiento más "
+            "rápidas o más precisas."
+        ),
+    },
+    "doctors-expect-the-request": {
+        "slug": "sus-medicos-esperan-que-lo-pida",
+        "title": "Sus médicos esperan que usted lo pida",
+        "summary": "Pedir una segunda opinión es común, y algunos seguros médicos la exigen.",
+        "body": (
+            "Muchas personas con cáncer de mama deciden pedir una segunda opinión, y los "
+            "médicos están acostumbrados a oír esta petición.\n\n"
+            "De hecho, algunas compañías de seguro médico incluso exigen una segunda opinión "
+            "antes de empezar el tratamiento."
+        ),
+    },
+    "what-to-look-for-in-a-cancer-center": {
+        "slug": "que-buscar-en-un-centro-oncologico",
+        "title": "Qué buscar en un centro oncológico",
+        "summary": "Tres cosas que buscar al elegir dónde pedir una segunda opinión.",
+        "body": (
+            "Si busca una segunda opinión, busque:\n\n"
+            "- Un centro que ofrezca atención del cáncer basada en la evidencia científica\n"
+            "- Un centro con clínicas donde trabajan juntos especialistas de varias áreas, y "
+            "con comités de tumores (reuniones donde esos especialistas revisan cada caso)\n"
+            "- Un centro que participe en ensayos clínicos"
+        ),
+    },
+    "how-to-ask-for-a-second-opinion": {
+        "slug": "como-pedirnos-una-segunda-opinion",
+        "title": "Cómo pedirnos una segunda opinión",
+        "summary": f"Llame al Centro de Mama de UW Health al {CENTER_PHONE}.",
+        "body": (
+            "El Centro de Mama de UW Health (UW Health Breast Center) forma parte de un gran "
+            "centro médico académico que incluye el UW Carbone Cancer Center, un centro "
+            "oncológico integral reconocido en todo el país y designado por el Instituto "
+            "Nacional del Cáncer (NCI).\n\n"
+            f"Para pedir una segunda opinión, llame al **{CENTER_PHONE}**."
+        ),
+        "cta_label": f"Llamar al {CENTER_PHONE}",
+        "cta_url": "tel:+16082666400",
+    },
+}
+
 DEMO_ISSUE = {
     "slug": "getting-a-breast-cancer-second-opinion",
     "subject": "Getting a breast cancer second opinion",
     "preheader": "Why it is worth the time, what it can change, and how to ask for one.",
     "intro": "A breast cancer diagnosis can make you want to start treatment right away. "
     "This issue explains why a second opinion is usually worth the time, and how to get one.",
+}
+
+DEMO_ISSUE_ES = {
+    "slug": "como-obtener-una-segunda-opinion-sobre-el-cancer-de-mama",
+    "subject": "Cómo obtener una segunda opinión sobre el cáncer de mama",
+    "preheader": "Por qué vale la pena, qué puede cambiar y cómo pedirla.",
+    "intro": "Un diagnóstico de cáncer de mama puede hacerle sentir que debe empezar el "
+    "tratamiento enseguida. Este número explica por qué casi siempre vale la pena pedir una "
+    "segunda opinión, y cómo obtenerla.",
+    "language": "es",
 }
 
 # The second-opinion page as a welcome series for new Advances readers: what a second
@@ -168,6 +268,12 @@ SUBSCRIBERS = [
     ("fay.bounced@example.com", "Fay", Subscriber.Status.BOUNCED, ["advances"]),
     ("gil.complained@example.com", "Gil", Subscriber.Status.COMPLAINED, ["advances"]),
 ]
+# Readers who chose Spanish.
+SUBSCRIBERS_ES = [
+    ("lucia.activa@example.com", "Lucía", Subscriber.Status.ACTIVE, ["advances", "breast-cancer"]),
+    ("mateo.activo@example.com", "Mateo", Subscriber.Status.ACTIVE, ["advances"]),
+    ("rosa.pendiente@example.com", "Rosa", Subscriber.Status.PENDING, ["advances"]),
+]
 
 
 class Command(BaseCommand):
@@ -188,17 +294,22 @@ class Command(BaseCommand):
                     "position": position,
                 },
             )
+            name_es, description_es = TOPICS_ES[slug]
+            topics[slug].translations = {"es": {"name": name_es, "description": description_es}}
+            topics[slug].save(update_fields=["translations"])
         now = timezone.now()
-        for email, first_name, status, slugs in SUBSCRIBERS:
-            subscriber, _ = Subscriber.objects.update_or_create(
-                email=email,
-                defaults={
-                    "first_name": first_name,
-                    "status": status,
-                    "confirmed_at": None if status == Subscriber.Status.PENDING else now,
-                },
-            )
-            subscriber.topics.set([topics[slug] for slug in slugs])
+        for language, people in (("en", SUBSCRIBERS), ("es", SUBSCRIBERS_ES)):
+            for email, first_name, status, slugs in people:
+                subscriber, _ = Subscriber.objects.update_or_create(
+                    email=email,
+                    defaults={
+                        "first_name": first_name,
+                        "status": status,
+                        "language": language,
+                        "confirmed_at": None if status == Subscriber.Status.PENDING else now,
+                    },
+                )
+                subscriber.topics.set([topics[slug] for slug in slugs])
         pieces = []
         for position, fields in enumerate(PIECES, start=1):
             piece, _ = EducationPiece.objects.update_or_create(
@@ -206,39 +317,65 @@ class Command(BaseCommand):
                 defaults={**fields, "topic": topics["breast-cancer"], "home_position": position},
             )
             pieces.append(piece)
-        issue, _ = Issue.objects.get_or_create(slug=DEMO_ISSUE["slug"], defaults=DEMO_ISSUE)
-        issue.topics.set([topics["advances"], topics["breast-cancer"]])
-        for position, piece in enumerate(pieces, start=1):
-            IssuePiece.objects.update_or_create(
-                issue=issue, piece=piece, defaults={"position": position}
+        pieces_es = []
+        english = {piece.slug: piece for piece in pieces}
+        for position, (english_slug, fields) in enumerate(PIECES_ES.items(), start=1):
+            piece = english[english_slug]
+            spanish, _ = EducationPiece.objects.update_or_create(
+                slug=fields["slug"],
+                defaults={
+                    **fields,
+                    "language": "es",
+                    "topic": topics["breast-cancer"],
+                    "home_position": position,
+                    "needs_translation_review": True,
+                },
             )
+            if spanish.translation_group is None or piece.translation_group is None:
+                translations.link_translation(piece=piece, translation=spanish)
+            pieces_es.append(spanish)
+        issue = self.demo_issue(DEMO_ISSUE, pieces, topics)
+        issue_es = self.demo_issue(DEMO_ISSUE_ES, pieces_es, topics)
         today = timezone.localdate()
         EducationPiece.objects.filter(slug__in=[p["slug"] for p in PIECES]).update(
             reviewed_by=DEMO_CLINICIAN, reviewed_on=today, review_due=today + timedelta(days=365)
         )
         self.stdout.write(
-            f"Demo content: {len(topics)} topics, {len(SUBSCRIBERS)} subscribers, "
-            f"{len(pieces)} education pieces, draft issue '{issue.subject}'."
+            f"Demo content: {len(topics)} topics, "
+            f"{len(SUBSCRIBERS) + len(SUBSCRIBERS_ES)} subscribers, "
+            f"{len(pieces)} education pieces and their {len(pieces_es)} Spanish translations "
+            f"(a demo translation awaiting clinical review), draft issues '{issue.subject}' "
+            f"and '{issue_es.subject}'."
         )
         admin_user = self.ensure_admin(options["username"])
         reviewer = self.ensure_reviewer()
-        if issue.author_id is None:
-            Issue.objects.filter(pk=issue.pk).update(author=admin_user)
-        issue.refresh_from_db()
-        if issue.status == Issue.Status.DRAFT and not approval.approval_state(issue).valid:
-            approval.review_issue(
-                issue_id=issue.pk,
-                reviewer=reviewer,
-                decision=approval.Decision.APPROVED,
-                comment="Demo approval.",
-            )
-        self.stdout.write(f"Demo issue approved by the demo reviewer '{reviewer.username}'.")
+        for demo in (issue, issue_es):
+            if demo.author_id is None:
+                Issue.objects.filter(pk=demo.pk).update(author=admin_user)
+            demo.refresh_from_db()
+            if demo.status == Issue.Status.DRAFT and not approval.approval_state(demo).valid:
+                approval.review_issue(
+                    issue_id=demo.pk,
+                    reviewer=reviewer,
+                    decision=approval.Decision.APPROVED,
+                    comment="Demo approval.",
+                )
+        self.stdout.write(f"Demo issues approved by the demo reviewer '{reviewer.username}'.")
         demo_series = self.ensure_series(topics["advances"], admin_user, reviewer)
         self.stdout.write(
             f"Demo welcome series '{demo_series.name}': {demo_series.steps.count()} steps, "
             f"approved by '{reviewer.username}'; new Advances readers get it "
             "(manage.py run_series)."
         )
+
+    def demo_issue(self, fields, pieces, topics) -> Issue:
+        issue, _ = Issue.objects.get_or_create(slug=fields["slug"], defaults=fields)
+        issue.topics.set([topics["advances"], topics["breast-cancer"]])
+        for position, piece in enumerate(pieces, start=1):
+            IssuePiece.objects.update_or_create(
+                issue=issue, piece=piece, defaults={"position": position}
+            )
+        return issue
 
     def ensure_series(self, topic, author, reviewer) -> WelcomeSeries:
         """The second-opinion education as a welcome series, each step approved by the
