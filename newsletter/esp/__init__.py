@@ -13,6 +13,7 @@ from django.conf import settings
 from newsletter.esp.amazon_ses import AmazonSesAdapter
 from newsletter.esp.base import CallResult, EspAdapter, Recipient
 from newsletter.esp.brevo import BrevoAdapter
+from newsletter.esp.mailersend import MailerSendAdapter
 from newsletter.esp.mailgun import MailgunAdapter
 from newsletter.esp.mailjet import MailjetAdapter
 from newsletter.esp.per_message import PerMessageAdapter
@@ -37,6 +38,7 @@ ADAPTERS: dict[str, type[EspAdapter]] = {
         UnisenderGoAdapter,
         PostmarkAdapter,
         AmazonSesAdapter,
+        MailerSendAdapter,
         SmtpAdapter,
     )
 }

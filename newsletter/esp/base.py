@@ -22,11 +22,13 @@ A subclass fills in:
   (`per_message.PerMessageAdapter`) behaviour fits. docs/esps.md says how to add an ESP.
 """
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import ClassVar
 
+from django.conf import settings
 from django.core.mail.backends.base import BaseEmailBackend
 
 from newsletter import composing, emails
@@ -116,7 +118,32 @@ class EspAdapter:
         completes. After a result with `retry`, nothing more is sent."""
         raise NotImplementedError
 
+    # Keep each thread's connection to the ESP open from one batch to the next (an HTTP
+    # keep-alive session, a boto3 client: both recover from a dropped connection by
+    # themselves). Off for SMTP, whose idle sessions the server closes under us.
+    reuse_connections: ClassVar[bool] = True
+
     def connection(self) -> BaseEmailBackend:
+        """An open connection to the ESP for this thread; hand it back with `release`."""
         from django.core.mail import get_connection
 
-        return get_connection()
+        if not self.reuse_connections:
+            backend = get_connection()
+            backend.open()
+            return backend
+        # Keyed by the settings it was made from (tests and benchmarks change them).
+        key = (settings.EMAIL_BACKEND, repr(sorted(getattr(settings, "ANYMAIL", {}).items())))
+        kept: dict[tuple[str, str], BaseEmailBackend] = _kept.__dict__.setdefault("by_key", {})
+        backend = kept.get(key)
+        if backend is None:
+            backend = kept[key] = get_connection()
+            backend.open()
+        return backend
+
+    def release(self, backend: BaseEmailBackend) -> None:
+        if not self.reuse_connections:
+            backend.close()
+
+
+# This thread's open connections to ESPs, by the settings they were made from.
+_kept = threading.local()

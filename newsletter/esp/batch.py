@@ -36,7 +36,6 @@ class BatchAdapter(EspAdapter):
     def send(self, issue: Issue, recipients: list[Recipient]) -> Iterator[CallResult]:
         limit = self.batch_limit or len(recipients)
         backend = self.connection()
-        backend.open()
         try:
             for start in range(0, len(recipients), limit):
                 result = self.send_call(backend, issue, recipients[start : start + limit])
@@ -44,7 +43,7 @@ class BatchAdapter(EspAdapter):
                 if result.retry:
                     return
         finally:
-            backend.close()
+            self.release(backend)
 
     def message(self, issue: Issue, recipients: list[Recipient]) -> AnymailMessage:
         merged = self.merged(issue)
@@ -145,11 +144,10 @@ class StoredTemplateAdapter(BatchAdapter):
             if self._stored.get(key) == fingerprint:
                 return
             backend = self.connection()
-            backend.open()
             try:
                 self.store_template(backend, self.template_name(issue), merged)
             finally:
-                backend.close()
+                self.release(backend)
             self._stored[key] = fingerprint
 
     def store_template(self, backend: Any, name: str, merged: RenderedIssue) -> None:

@@ -19,6 +19,9 @@ from newsletter.esp.per_message import PerMessageAdapter
 
 class SmtpAdapter(PerMessageAdapter):
     name = "smtp"
+    # A relay closes idle sessions: each batch opens its own (one per thread) and
+    # closes them when it is done.
+    reuse_connections = False
 
     def before_send(self, message: EmailMultiAlternatives) -> str:
         # Set here (Django would make one when it serialises) so the row records it.
