@@ -41,7 +41,7 @@ SNIPPET_TEXTS = {
     "first_name": _("First name (optional)"),
     "topics": _("Topics"),
     "honeypot": _("Leave this field empty"),
-    # The wording the consent log keeps; its translation is the catalogue's entry for it.
+    # The wording the consent log keeps, in the reader's language.
     "consent": subscriptions.CONSENT_WORDING,
     "button": _("Subscribe"),
 }
@@ -211,6 +211,21 @@ def snippet(*, source: str, language: str = "", page: str = "") -> str:
             else format_html_join("", ' data-advances-{}="{}"', in_every_language[key])
             for key in SNIPPET_TEXTS
         }
+        topic_rows = [
+            {
+                "pk": topic.pk,
+                "is_default": topic.is_default,
+                "name": topic.name_in(chosen),
+                "alternatives": ""
+                if language
+                else format_html_join(
+                    "",
+                    ' data-advances-{}="{}"',
+                    ((code, topic.name_in(code)) for code in language_codes()),
+                ),
+            }
+            for topic in topics
+        ]
         return render_to_string(
             SNIPPET_TEMPLATE,
             {
@@ -221,7 +236,7 @@ def snippet(*, source: str, language: str = "", page: str = "") -> str:
                 "form_action": site + reverse("newsletter:embed_subscribe"),
                 "json_endpoint": site + reverse("newsletter:embed_subscribe_json"),
                 "script_url": site + static("newsletter/embed.js"),
-                "topics": topics,
+                "topics": topic_rows,
                 "texts": texts,
                 "alternatives": alternatives,
                 "offline_en": offline.get("en", ""),

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from newsletter import checks, embed
-from newsletter.models import ConsentEvent, Subscriber
+from newsletter.models import ConsentEvent, Subscriber, Topic
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -256,3 +256,17 @@ def test_the_check_names_malformed_embed_origins(settings):
     assert "'www.example.org'" in named
     assert "'https://www.example.org/second-opinion/'" in named
     assert "'*'" in named
+
+
+def test_snippet_names_topics_in_its_language_or_in_every_one_when_following_the_page():
+    Topic.objects.create(
+        name="Breast cancer", slug="breast-cancer", translations={"es": {"name": "Cáncer de mama"}}
+    )
+
+    spanish = embed.snippet(source="pagina", language="es")
+    following = embed.snippet(source="pagina")
+
+    assert "<span>Cáncer de mama</span>" in spanish
+    assert "data-advances-" not in spanish
+    assert 'data-advances-es="Cáncer de mama">Breast cancer</span>' in following
+    assert len(following.encode()) < 10_000

@@ -8,6 +8,7 @@ works under a strict Content-Security-Policy of its own.
 """
 
 import email
+import re
 import threading
 from collections.abc import Callable, Iterator
 from email.message import Message
@@ -20,7 +21,7 @@ from django.utils.translation import gettext
 from playwright.sync_api import Browser, Page, expect
 
 from newsletter import embed
-from newsletter.models import ConsentEvent, Subscriber
+from newsletter.models import ConsentEvent, Subscriber, Topic
 from tests.conftest import URL_RE, path_of
 from tests.test_browser import (  # noqa: F401 (fixtures)
     DESKTOP,
@@ -251,12 +252,20 @@ def test_a_spanish_page_gets_its_answer_in_spanish_and_the_reader_spanish_email(
 def test_code_that_follows_the_page_shows_its_words_in_the_pages_language(
     advances, host_site, open_page
 ):
+    Topic.objects.create(
+        name="Breast cancer", slug="breast-cancer", translations={"es": {"name": "Cáncer de mama"}}
+    )
     code = embed.snippet(source=SOURCE)
     with translation.override("es"):
         email_label = gettext("Email address")
     # Whatever the catalogue holds today, the script must show the page's language's
     # words: give the button a Spanish word of the test's own to prove it.
-    code = code.replace('data-advances-es="Subscribe"', 'data-advances-es="Suscribirme"')
+    code = re.sub(
+        r'(class="advances-signup__button" data-advances-en="[^"]*" data-advances-es=")[^"]*"',
+        r'\1Suscribirme"',
+        code,
+    )
+    assert "Suscribirme" in code
     host_site.publish(code, lang="es")
     page = open_page()
     page.goto(host_site.page_url)
@@ -264,6 +273,7 @@ def test_code_that_follows_the_page_shows_its_words_in_the_pages_language(
     form = signup_form(page)
     expect(form.locator("[type=submit]")).to_have_text("Suscribirme")
     expect(form.locator("label[for$=-email]")).to_have_text(email_label)
+    expect(form.get_by_label("Cáncer de mama")).not_to_be_checked()
     assert not (violations := axe_violations(page)), describe(violations)
 
 
@@ -327,6 +337,28 @@ def test_without_javascript_the_form_ends_on_the_thank_you_page_with_a_link_back
     page.get_by_role("link", name="Back to the page you came from").click()
 
     assert page.url == host_site.page_url
+
+
+def test_without_javascript_a_spanish_snippet_ends_on_the_spanish_thank_you_page(
+    advances, host_site, open_page
+):
+    host_site.publish(
+        embed.snippet(source=SOURCE, language="es", page=host_site.page_url), lang="es"
+    )
+    page = open_page(javascript=False)
+    page.goto(host_site.page_url)
+
+    form = signup_form(page)
+    form.locator("input[type=email]").fill("ana@example.com")
+    with page.expect_navigation():
+        form.locator("[type=submit]").click()
+
+    assert page.url.startswith(advances + "/es/newsletter/embed/thanks/")
+    assert page.locator("html").get_attribute("lang") == "es"
+    with translation.override("es"):
+        back = gettext("Back to the page you came from")
+    expect(page.get_by_role("link", name=back)).to_have_attribute("href", host_site.page_url)
+    assert Subscriber.objects.get(email="ana@example.com").language == "es"
 
 
 def test_without_javascript_a_page_not_on_the_list_is_refused_and_gets_no_link_back(
