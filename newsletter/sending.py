@@ -495,6 +495,15 @@ def recent_rate(issue: Issue, *, now: datetime | None = None) -> float:
     return figures["sent"] / max(elapsed, 1.0)
 
 
+def readers_with_delivery_status(
+    *, issue_id: int, status: str
+) -> "QuerySet[Subscriber, Subscriber]":
+    """The readers behind one of the progress figures: this issue's rows in `status`."""
+    return Subscriber.objects.filter(
+        pk__in=Delivery.objects.filter(issue_id=issue_id, status=status).values("subscriber_id")
+    )
+
+
 def issue_progress(issue: Issue) -> Progress:
     rows = Delivery.objects.filter(issue=issue)
     counts = dict.fromkeys(Row.values, 0)

@@ -5,7 +5,6 @@ from datetime import timedelta
 
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -17,7 +16,8 @@ from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from newsletter import approval, charts, composing, sending, tasks, tracking
+from newsletter import approval, composing, sending, tasks
+from newsletter.admin.progress import IssueProgressMixin, database_guard
 from newsletter.forms import (
     EducationPieceAdminForm,
     IssueAdminForm,
@@ -122,7 +122,7 @@ class IssuePieceInline(admin.TabularInline):
 
 
 @admin.register(Issue)
-class IssueAdmin(admin.ModelAdmin):
+class IssueAdmin(IssueProgressMixin, admin.ModelAdmin):
     form = IssueAdminForm
     change_form_template = "admin/newsletter/issue/change_form.html"
     list_display = ["subject", "status", "scheduled_at", "sent_at", "author"]
@@ -176,8 +176,13 @@ class IssueAdmin(admin.ModelAdmin):
             ),
             path(
                 "<int:issue_id>/progress/",
-                self.admin_site.admin_view(self.progress_view),
+                database_guard(self.admin_site.admin_view(self.progress_view), json=False),
                 name="newsletter_issue_progress",
+            ),
+            path(
+                "<int:issue_id>/progress.json",
+                database_guard(self.admin_site.admin_view(self.progress_json_view), json=True),
+                name="newsletter_issue_progress_json",
             ),
         ]
         return own + super().get_urls()
@@ -279,21 +284,3 @@ class IssueAdmin(admin.ModelAdmin):
             **approval_context(issue),
         }
         return TemplateResponse(request, "admin/newsletter/issue/send.html", context)
-
-    def progress_view(self, request: HttpRequest, issue_id: int) -> HttpResponse:
-        issue = self._issue_for(request, issue_id)
-        outcome = tracking.issue_outcome(issue)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "original": issue,
-            "title": f"Progress: {issue.subject}",
-            "issue": issue,
-            "progress": sending.issue_progress(issue),
-            "outcome": outcome,
-            "outcome_chart": charts.issue_outcome_chart(outcome),
-            "tracking_on": settings.NEWSLETTER_TRACKING,
-            "can_send": request.user.has_perm("newsletter.send_issue"),
-            "live": issue.status == Issue.Status.SENDING,
-        }
-        return TemplateResponse(request, "admin/newsletter/issue/progress.html", context)
