@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from newsletter import approval, composing, esp, subscriptions
 from newsletter.errors import NewsletterError
@@ -457,6 +458,22 @@ def estimate_seconds_left(*, remaining: int, rate: float) -> float | None:
     if rate <= 0:
         return None
     return remaining / rate
+
+
+def time_left_text(seconds: float | None) -> str:
+    """The estimate in words, rounded as a person would say it (the progress page,
+    the start page)."""
+    if seconds is None:
+        return gettext("Time left: not known until sending resumes.")
+    if seconds < 60:
+        return gettext("Less than a minute left.")
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return ngettext("About %(n)d minute left.", "About %(n)d minutes left.", minutes) % {
+            "n": minutes
+        }
+    hours = round(seconds / 3600, 1)
+    return gettext("About %(n)s hours left.") % {"n": f"{hours:g}"}
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from newsletter.admin.progress import time_left_text
 from newsletter.models import Delivery, DeliveryEvent, Issue
+from newsletter.sending import time_left_text
 from tests.factories import EducationPieceFactory, IssueFactory, SubscriberFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,7 @@ from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from newsletter import approval, composing, sending, tasks
+from newsletter import approval, composing, sending, start_pages, tasks
 from newsletter.admin.progress import IssueProgressMixin, database_guard
 from newsletter.forms import (
     EducationPieceAdminForm,
@@ -78,6 +78,21 @@ class ReviewDueFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ReadyToSendFilter(admin.SimpleListFilter):
+    """Drafts with a valid clinical approval (the publishers' start page counts them)."""
+
+    title = gettext_lazy("ready to send")
+    parameter_name = "ready"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Approved drafts"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(pk__in=start_pages.ready_to_send())
+        return queryset
+
+
 @admin.register(EducationPiece)
 class EducationPieceAdmin(admin.ModelAdmin):
     form = EducationPieceAdminForm
@@ -126,7 +141,7 @@ class IssueAdmin(IssueProgressMixin, admin.ModelAdmin):
     form = IssueAdminForm
     change_form_template = "admin/newsletter/issue/change_form.html"
     list_display = ["subject", "status", "scheduled_at", "sent_at", "author"]
-    list_filter = ["status", "topics"]
+    list_filter = ["status", ReadyToSendFilter, "topics", "author"]
     search_fields = ["subject", "slug"]
     prepopulated_fields = {"slug": ["subject"]}
     filter_horizontal = ["topics"]

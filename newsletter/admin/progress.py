@@ -13,28 +13,14 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy
 
 from newsletter import sending, tracking
 from newsletter.models import Delivery, Issue
+from newsletter.sending import time_left_text
 
 UNAVAILABLE = gettext_lazy("Database unavailable, retrying")
 POLL_SECONDS = 2
-
-
-def time_left_text(seconds: float | None) -> str:
-    """The estimate in words, rounded as a person would say it."""
-    if seconds is None:
-        return _("Time left: not known until sending resumes.")
-    if seconds < 60:
-        return _("Less than a minute left.")
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return ngettext("About %(n)d minute left.", "About %(n)d minutes left.", minutes) % {
-            "n": minutes
-        }
-    hours = round(seconds / 3600, 1)
-    return _("About %(n)s hours left.") % {"n": f"{hours:g}"}
 
 
 def readers_url(parameter: str, issue: Issue, what: str) -> str:
