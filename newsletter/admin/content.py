@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from newsletter import approval, composing, sending, start_pages, tasks
+from newsletter.admin.live_preview import LivePreviewMixin
 from newsletter.admin.progress import IssueProgressMixin, database_guard
 from newsletter.forms import (
     EducationPieceAdminForm,
@@ -94,8 +95,9 @@ class ReadyToSendFilter(admin.SimpleListFilter):
 
 
 @admin.register(EducationPiece)
-class EducationPieceAdmin(admin.ModelAdmin):
+class EducationPieceAdmin(LivePreviewMixin, admin.ModelAdmin):
     form = EducationPieceAdminForm
+    change_form_template = "admin/newsletter/educationpiece/change_form.html"
     list_display = ["title", "topic", "review_status", "reading_level", "home_position"]
     list_filter = ["topic", ReviewDueFilter]
     search_fields = ["title", "summary", "body"]
@@ -107,6 +109,9 @@ class EducationPieceAdmin(admin.ModelAdmin):
         ("Clinical review", {"fields": ["reviewed_by", "reviewed_on", "review_due"]}),
         ("Readability", {"fields": ["reading_level", "created_at", "updated_at"]}),
     ]
+
+    def get_urls(self):
+        return self.live_preview_urls() + super().get_urls()
 
     def save_model(self, request, obj, form, change):
         obj.last_edited_by = request.user  # may not approve an issue containing it
@@ -137,7 +142,7 @@ class IssuePieceInline(admin.TabularInline):
 
 
 @admin.register(Issue)
-class IssueAdmin(IssueProgressMixin, admin.ModelAdmin):
+class IssueAdmin(LivePreviewMixin, IssueProgressMixin, admin.ModelAdmin):
     form = IssueAdminForm
     change_form_template = "admin/newsletter/issue/change_form.html"
     list_display = ["subject", "status", "scheduled_at", "sent_at", "author"]
@@ -200,7 +205,7 @@ class IssueAdmin(IssueProgressMixin, admin.ModelAdmin):
                 name="newsletter_issue_progress_json",
             ),
         ]
-        return own + super().get_urls()
+        return own + self.live_preview_urls() + super().get_urls()
 
     def _issue_for(self, request: HttpRequest, issue_id: int) -> Issue:
         issue = get_object_or_404(Issue, pk=issue_id)
