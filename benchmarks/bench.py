@@ -111,9 +111,10 @@ DELETE FROM newsletter_subscriber_topics WHERE subscriber_id IN
     (SELECT id FROM newsletter_subscriber WHERE email LIKE 'bench%%');
 DELETE FROM newsletter_subscriber WHERE email LIKE 'bench%%';
 INSERT INTO newsletter_subscriber
-    (email, first_name, status, secret, created_at, updated_at, confirmed_at)
+    (email, first_name, status, secret, created_at, updated_at, confirmed_at, language,
+     source)
 SELECT 'bench' || g || '@example.com', 'Reader' || g, 'active', md5(g::text),
-       now(), now(), now()
+       now(), now(), now(), 'en', 'bench'
 FROM generate_series(1, %(n)s) AS g;
 INSERT INTO newsletter_subscriber_topics (subscriber_id, topic_id)
 SELECT s.id, t.id FROM newsletter_subscriber s, newsletter_topic t
@@ -125,11 +126,11 @@ VACUUM ANALYZE;
 ISSUE_SQL = """
 INSERT INTO newsletter_issue
     (subject, slug, preheader, intro, status, rendered_html, rendered_text, error_count,
-     last_error, created_at, updated_at)
+     last_error, created_at, updated_at, kind, language)
 VALUES ('Getting a breast cancer second opinion', %(slug)s,
         'Why it is worth the time, and how to ask for one.',
         'This issue explains why a second opinion is worth the time.', 'draft', '', '', 0, '',
-        now(), now())
+        now(), now(), 'issue', 'en')
 RETURNING id;
 """
 

@@ -1,11 +1,14 @@
 """System checks (`manage.py check`, run on every start): settings that leave the
-list open to forged ESP events or forged client addresses."""
+list open to forged ESP events or forged client addresses, embed origins that do not
+say what they seem to, and a send rate that workers would not share."""
 
 import ipaddress
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from newsletter import embed
 
 # ESPs whose webhooks Anymail also verifies with a signing key of their own, and the
 # setting (under Anymail's name) that holds it.
@@ -86,3 +89,34 @@ def check_trusted_proxies(app_configs: Any, **kwargs: Any) -> list[CheckMessage]
                 )
             )
     return problems
+
+
+@register()
+def check_embed_origins(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    """Every entry of NEWSLETTER_EMBED_ORIGINS is an origin the embed can match."""
+    return [
+        Warning(
+            f"NEWSLETTER_EMBED_ORIGINS entry {entry!r} {problem}.",
+            hint="List origins only, comma-separated, e.g. "
+            "NEWSLETTER_EMBED_ORIGINS=https://www.example.org,https://es.example.org",
+            id="newsletter.W004",
+        )
+        for entry in settings.NEWSLETTER_EMBED_ORIGINS
+        if (problem := embed.origin_problem(entry))
+    ]
+
+
+@register(deploy=False)
+def check_shared_send_rate(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """NEWSLETTER_MAX_RATE is shared by every worker through REDIS_URL; with workers on
+    another broker and no Redis, each worker process would hold it on its own."""
+    if settings.CELERY_TASK_ALWAYS_EAGER or not settings.NEWSLETTER_MAX_RATE or settings.REDIS_URL:
+        return []
+    return [
+        Warning(
+            "NEWSLETTER_MAX_RATE is set and tasks go to workers, but REDIS_URL is not set: each "
+            "worker process holds the rate on its own, so together they send faster.",
+            hint="Set REDIS_URL (the broker may stay CELERY_BROKER_URL).",
+            id="newsletter.W010",
+        )
+    ]

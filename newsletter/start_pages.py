@@ -12,6 +12,7 @@ writes.
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Max, QuerySet
 from django.utils import timezone
@@ -20,7 +21,6 @@ from django.utils.translation import gettext_lazy as _
 from newsletter import approval, sending, tracking
 from newsletter.models import Delivery, DeliveryEvent, EducationPiece, Issue, Subscriber
 
-DUE_SOON_DAYS = 30
 LAST_SENDS = 5
 
 Status = Issue.Status
@@ -73,8 +73,9 @@ def _status_figure(label: str, status: str, **extra: str) -> Figure:
 def editor_section(user: "User | AnonymousUser") -> Section:
     today = timezone.localdate()
     overdue = EducationPiece.objects.filter(review_due__lt=today).count()
+    notice = settings.NEWSLETTER_REVIEW_NOTICE_DAYS  # the pieces list's "due soon" filter
     due_soon = EducationPiece.objects.filter(
-        review_due__gte=today, review_due__lte=today + timedelta(days=DUE_SOON_DAYS)
+        review_due__gte=today, review_due__lte=today + timedelta(days=notice)
     ).count()
     mine = Issue.objects.filter(kind=Issue.Kind.ISSUE, status=Status.DRAFT, author_id=user.pk)
     return Section(
@@ -90,7 +91,7 @@ def editor_section(user: "User | AnonymousUser") -> Section:
                 attention=True,
             ),
             Figure(
-                str(_("Pieces due for review within 30 days")),
+                _("Pieces due for review within %(days)d days") % {"days": notice},
                 due_soon,
                 "educationpiece",
                 {"review": "due-soon"},

@@ -5,10 +5,12 @@ SQLite in var/, tasks inline, email written to var/outbox/. See README.md for th
 full table. With DEBUG off, SECRET_KEY is required and cookies and HSTS are strict.
 """
 
+import json
 import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
@@ -69,6 +71,9 @@ MIDDLEWARE = [
     "project.security.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After sessions, before CommonMiddleware (Django's order): the /es/ prefix picks
+    # Spanish; unprefixed reader pages are English; staff pages follow the browser.
+    "newsletter.languages.LanguageMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -88,6 +93,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "newsletter.context_processors.newsletter",
@@ -149,7 +155,11 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en"
 # Readers' languages: every public page and email exists in each (locale/ catalogues).
+# Each name is in its own language: it is what the language switch shows. Adding one:
+# docs/languages.md.
 LANGUAGES = [("en", "English"), ("es", "Español")]
+# One catalogue for the project's templates and code (`make messages` updates it).
+LOCALE_PATHS = [BASE_DIR / "newsletter" / "locale"]
 TIME_ZONE = os.environ.get("TIME_ZONE", "America/Chicago")
 USE_I18N = True
 USE_TZ = True
@@ -240,16 +250,40 @@ ANYMAIL: dict[str, object] = {
         "track_clicks": NEWSLETTER_TRACKING,
     },
 }
+# Only these ESPs take tracking per message in Anymail; the others (Brevo, Amazon SES
+# with its configuration set, Resend, ...) take it from the account, where an operator
+# turns it off, and Anymail refuses the option for them.
+TRACKING_PER_MESSAGE = {
+    "mailgun", "mailjet", "mandrill", "mailersend", "postmark", "sendgrid", "sparkpost",
+    "unisender_go",
+}  # fmt: skip
+if ESP and ESP not in TRACKING_PER_MESSAGE:
+    ANYMAIL["SEND_DEFAULTS"] = {}
 # A stuck ESP call is cut off after this many seconds and retried (network error).
 ANYMAIL["REQUESTS_TIMEOUT"] = float(os.environ.get("ANYMAIL_REQUESTS_TIMEOUT", "") or 30)
 if os.environ.get("ANYMAIL_WEBHOOK_SECRET"):
     ANYMAIL["WEBHOOK_SECRET"] = os.environ["ANYMAIL_WEBHOOK_SECRET"]
-if ESP:
+if ESP == "smtp":
+    # The center's own relay, with Django's SMTP settings; STARTTLS unless told not to
+    # (EMAIL_USE_SSL=true for implicit TLS on port 465 instead).
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)
+    EMAIL_PORT = env_int("EMAIL_PORT", 465 if EMAIL_USE_SSL else 587)
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+elif ESP:
     EMAIL_BACKEND = f"anymail.backends.{ESP}.EmailBackend"
     _esp_prefix = ESP.upper() + "_"
     ANYMAIL.update(
         {name: value for name, value in os.environ.items() if name.startswith(_esp_prefix)}
     )
+    # Anymail's boto3 settings for Amazon SES are dicts; from the environment, JSON.
+    for _name in ("AMAZON_SES_CLIENT_PARAMS", "AMAZON_SES_SESSION_PARAMS"):
+        if isinstance(ANYMAIL.get(_name), str):
+            ANYMAIL[_name] = json.loads(str(ANYMAIL[_name]))
 else:
     EMAIL_BACKEND = "newsletter.outbox.OutboxEmailBackend"
 
@@ -265,20 +299,42 @@ NEWSLETTER_RESEND_MINUTES = env_int("NEWSLETTER_RESEND_MINUTES", 10)
 # Sending (see README "Sending an issue"). 0 for the batch size means the ESP's own
 # per-call limit (Mailgun 1,000) or, for ESPs sent one message at a time, 100.
 NEWSLETTER_BATCH_SIZE = env_int("NEWSLETTER_BATCH_SIZE", 0)
-# How long a claimed batch belongs to its worker; after that the periodic task takes it
-# back. Longer than CELERY_TASK_TIME_LIMIT, so a live task never loses its claim.
-NEWSLETTER_LEASE_SECONDS = env_int("NEWSLETTER_LEASE_SECONDS", 600)
+# How long a claimed batch belongs to its worker without news from it. A live worker
+# renews the lease every third of it while the batch is at the ESP, so a slow ESP never
+# costs it its rows; a dead worker's rows go out again one lease (plus a beat) later.
+# A database outage shorter than this sends nobody a duplicate (newsletter/leases.py).
+NEWSLETTER_LEASE_SECONDS = env_int("NEWSLETTER_LEASE_SECONDS", 60)
 # How many workers may send one issue at once (each a "lane" taking batch after batch).
 NEWSLETTER_LANES = env_int("NEWSLETTER_LANES", 16)
 # Recipients per second across all workers (shared through Redis); 0 is unlimited.
 NEWSLETTER_MAX_RATE = env_int("NEWSLETTER_MAX_RATE", 0)
+# Threads sending at once, each over its own kept-open connection, where an ESP takes
+# one message per call (newsletter/esp/per_message.py).
+NEWSLETTER_SEND_CONCURRENCY = env_int("NEWSLETTER_SEND_CONCURRENCY", 8)
+# true: one message per reader even where the ESP has a batch path (e.g. an SES account
+# whose key may not manage templates).
+NEWSLETTER_PER_MESSAGE = env_bool("NEWSLETTER_PER_MESSAGE")
 # ESP calls that fail for good before a send pauses itself.
 NEWSLETTER_MAX_ERRORS = env_int("NEWSLETTER_MAX_ERRORS", 5)
 # Rule 9: nothing is sent without a clinical reviewer's approval. false is for a
 # one-person demo only.
 NEWSLETTER_REQUIRE_APPROVAL = env_bool("NEWSLETTER_REQUIRE_APPROVAL", True)
+# Reading level each language's education should meet (newsletter.readability): for
+# English the Flesch-Kincaid grade is at most this; for Spanish the Fernández Huerta
+# ease is at least this (higher is easier; 70 is plain language). "en:8,es:70".
+NEWSLETTER_READING_TARGETS = {
+    code: float(target)
+    for code, _, target in (
+        item.partition(":") for item in env_list("NEWSLETTER_READING_TARGETS", "en:8,es:70")
+    )
+}
 # An education piece's clinical review is due this many months after it was reviewed.
 NEWSLETTER_REVIEW_MONTHS = env_int("NEWSLETTER_REVIEW_MONTHS", 12)
+# The weekly reviewers' email lists pieces whose review falls due within this many days.
+NEWSLETTER_REVIEW_NOTICE_DAYS = env_int("NEWSLETTER_REVIEW_NOTICE_DAYS", 30)
+# Welcome series (newsletter/series.py): how long a series "day" lasts. Shorten it for a
+# demo (e.g. 60: a ten-day series in ten minutes); production keeps a real day.
+NEWSLETTER_SERIES_DAY_SECONDS = env_int("NEWSLETTER_SERIES_DAY_SECONDS", 24 * 60 * 60)
 # An optional mailto: for List-Unsubscribe, beside the one-click HTTPS URL.
 NEWSLETTER_UNSUBSCRIBE_MAILTO = os.environ.get("NEWSLETTER_UNSUBSCRIBE_MAILTO", "")
 NEWSLETTER_SIGNUP_RATE_IP = os.environ.get("NEWSLETTER_SIGNUP_RATE_IP", "20/h")
@@ -299,10 +355,12 @@ NEWSLETTER_EXPORT_MINUTES = env_int("NEWSLETTER_EXPORT_MINUTES", 60)
 NEWSLETTER_SOFT_BOUNCE_LIMIT = env_int("NEWSLETTER_SOFT_BOUNCE_LIMIT", 3)
 NEWSLETTER_SOFT_BOUNCE_DAYS = env_int("NEWSLETTER_SOFT_BOUNCE_DAYS", 30)
 
-# --- Celery. With REDIS_URL, tasks go to workers over Redis; without it they run
-# inline in the web process, errors propagating, so the embedded default needs no broker.
-CELERY_BROKER_URL = REDIS_URL or "memory://"
-CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+# --- Celery. With a broker (CELERY_BROKER_URL, else REDIS_URL), tasks go to workers;
+# without one they run inline in the web process, errors propagating, so the embedded
+# default needs no broker. The broker may be RabbitMQ (amqp://...) or Redis; the Redis
+# of rate limits, the send rate and the cache is always REDIS_URL.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or REDIS_URL or "memory://"
+CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL == "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 # JSON only: a task message is data (ids), never code to unpickle.
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -321,7 +379,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_TIME_LIMIT = 300
 # Redis re-delivers an unacknowledged message after this long; it must exceed the
-# longest task, or a running task would be handed to a second worker.
+# longest task, or a running task would be handed to a second worker. (RabbitMQ gives a
+# dead worker's unacknowledged messages back as soon as its connection drops.) Rows of
+# a dead worker do not wait for this: their lease and the periodic task bring them back.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Every 15 s: take back claims of dead workers, start due scheduled issues, finish
@@ -338,6 +398,18 @@ CELERY_BEAT_SCHEDULE["newsletter-retention"] = {
 CELERY_BEAT_SCHEDULE["newsletter-list-snapshot"] = {
     "task": "newsletter.tasks.take_list_snapshot",
     "schedule": 60 * 60.0,
+}
+# Every 30 s: enrol new readers in welcome series and queue the steps that are due
+# (the rows then go out on the bulk queue like an issue's).
+CELERY_BEAT_SCHEDULE["newsletter-series"] = {
+    "task": "newsletter.tasks.run_series",
+    "schedule": 30.0,
+}
+# Weekly (Mondays 14:00 UTC, morning in Madison): tell the Clinical reviewers which education
+# pieces' reviews fall due within NEWSLETTER_REVIEW_NOTICE_DAYS (transactional queue).
+CELERY_BEAT_SCHEDULE["newsletter-reviews-due"] = {
+    "task": "newsletter.tasks.send_reviews_due",
+    "schedule": crontab(minute=0, hour=14, day_of_week=1),
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

@@ -276,6 +276,8 @@ def test_batch_size_follows_the_esp_and_the_rate(settings):
     settings.ESP = "postmark"
     settings.NEWSLETTER_BATCH_SIZE = 0
     settings.NEWSLETTER_MAX_RATE = 0
+    assert sending.batch_size() == 500
+    settings.ESP = "resend"  # one message per reader
     assert sending.batch_size() == 100
 
 

@@ -1,6 +1,8 @@
 """Filters that open the readers behind a figure: the progress page's delivery counts
 and ESP outcomes link to the subscriber list filtered by one of these."""
 
+from collections.abc import Mapping
+
 from django.contrib import admin
 from django.utils.translation import gettext_lazy
 
@@ -17,7 +19,7 @@ class _FigureFilter(admin.SimpleListFilter):
     """One parameter, "<issue id>:<what>". Its only choice is the one in the address, so
     the sidebar says what the list shows and offers to clear it."""
 
-    kinds: dict[str, str] = {}
+    kinds: Mapping[str, object] = {}
 
     def lookups(self, request, model_admin):
         parsed = _split(self.value())
