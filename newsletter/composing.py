@@ -198,6 +198,10 @@ def archive_path(issue: Issue) -> str:
 
 
 def archive_url(issue: Issue) -> str:
+    # An unsaved draft (the live preview) may have no slug yet.
+    if not issue.slug:
+        with translation.override(issue.language):
+            return settings.SITE_URL + reverse("newsletter:archive")
     return settings.SITE_URL + archive_path(issue)
 
 
@@ -222,13 +226,25 @@ def render_issue(issue: Issue) -> RenderedIssue:
     return _rendered[key]
 
 
-def _render(issue: Issue) -> RenderedIssue:
+def render_draft(*, issue: Issue, pieces: "list[EducationPiece]") -> RenderedIssue:
+    """An issue as the editor has it in the form, saved or not: the same templates and
+    code as the send (render_issue), with these pieces in this order. Not cached."""
+    return _render(issue, sections=[piece_section(piece) for piece in pieces])
+
+
+def render_piece_draft(piece: EducationPiece) -> RenderedIssue:
+    """An education piece, saved or not, as readers get it in an issue of its own."""
+    issue = Issue(subject=piece.title, preheader=piece.summary, language=piece.language)
+    return render_draft(issue=issue, pieces=[piece])
+
+
+def _render(issue: Issue, sections: list[Section] | None = None) -> RenderedIssue:
     # The issue's language decides every word around its content, whoever renders it.
     with translation.override(issue.language):
-        return _render_in_language(issue)
+        return _render_in_language(issue, sections)
 
 
-def _render_in_language(issue: Issue) -> RenderedIssue:
+def _render_in_language(issue: Issue, sections: list[Section] | None = None) -> RenderedIssue:
     intro_html = markdown_to_html(issue.intro)
     context = {
         "issue": issue,
@@ -236,7 +252,7 @@ def _render_in_language(issue: Issue) -> RenderedIssue:
         "preheader": issue.preheader,
         "intro_html": intro_html,
         "intro_text": html_to_text(intro_html),
-        "sections": issue_sections(issue),
+        "sections": issue_sections(issue) if sections is None else sections,
         # A welcome-series step is never in the archive: no "view in browser" link.
         "archive_url": archive_url(issue) if issue.kind == Issue.Kind.ISSUE else "",
         "postal_address": settings.NEWSLETTER_POSTAL_ADDRESS,

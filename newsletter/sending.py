@@ -33,6 +33,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone, translation
+from django.utils.translation import gettext, ngettext
 
 from newsletter import approval, composing, esp, subscriptions
 from newsletter.errors import NewsletterError
@@ -533,6 +534,22 @@ def estimate_seconds_left(*, remaining: int, rate: float) -> float | None:
     return remaining / rate
 
 
+def time_left_text(seconds: float | None) -> str:
+    """The estimate in words, rounded as a person would say it (the progress page,
+    the start page)."""
+    if seconds is None:
+        return gettext("Time left: not known until sending resumes.")
+    if seconds < 60:
+        return gettext("Less than a minute left.")
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return ngettext("About %(n)d minute left.", "About %(n)d minutes left.", minutes) % {
+            "n": minutes
+        }
+    hours = round(seconds / 3600, 1)
+    return gettext("About %(n)s hours left.") % {"n": f"{hours:g}"}
+
+
 @dataclass(frozen=True)
 class Progress:
     counts: dict[str, int]
@@ -567,6 +584,15 @@ def recent_rate(issue: Issue, *, now: datetime | None = None) -> float:
         return 0.0
     elapsed = (now - figures["first"]).total_seconds()
     return figures["sent"] / max(elapsed, 1.0)
+
+
+def readers_with_delivery_status(
+    *, issue_id: int, status: str
+) -> "QuerySet[Subscriber, Subscriber]":
+    """The readers behind one of the progress figures: this issue's rows in `status`."""
+    return Subscriber.objects.filter(
+        pk__in=Delivery.objects.filter(issue_id=issue_id, status=status).values("subscriber_id")
+    )
 
 
 def issue_progress(issue: Issue) -> Progress:

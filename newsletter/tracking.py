@@ -19,7 +19,7 @@ from typing import Any
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason, tracking
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncMonth
 from django.dispatch import receiver
 from django.utils import timezone
@@ -305,6 +305,16 @@ def issue_outcome(issue: Issue) -> IssueOutcome:
     counts = dict.fromkeys(shown_kinds(), 0)
     counts.update({kind: readers for kind, readers in rows if kind in counts})
     return IssueOutcome(sent=sent, counts=counts)
+
+
+def readers_with_outcome(*, issue_id: int, kind: str) -> "QuerySet[Subscriber, Subscriber]":
+    """The readers behind one figure of `issue_outcome`: those with an event of `kind`
+    for their message of this issue."""
+    return Subscriber.objects.filter(
+        pk__in=DeliveryEvent.objects.filter(delivery__issue_id=issue_id, kind=kind).values(
+            "delivery__subscriber_id"
+        )
+    )
 
 
 @dataclass(frozen=True)

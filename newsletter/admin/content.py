@@ -19,15 +19,16 @@ from django.utils.translation import gettext as _
 
 from newsletter import (
     approval,
-    charts,
     composing,
     readability,
     review_due,
     sending,
+    start_pages,
     tasks,
-    tracking,
     translations,
 )
+from newsletter.admin.live_preview import LivePreviewMixin
+from newsletter.admin.progress import IssueProgressMixin, database_guard
 from newsletter.forms import (
     EducationPieceAdminForm,
     IssueAdminForm,
@@ -125,9 +126,25 @@ class MissingTranslationFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ReadyToSendFilter(admin.SimpleListFilter):
+    """Drafts with a valid clinical approval (the publishers' start page counts them)."""
+
+    title = gettext_lazy("ready to send")
+    parameter_name = "ready"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Approved drafts"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(pk__in=start_pages.ready_to_send())
+        return queryset
+
+
 @admin.register(EducationPiece)
-class EducationPieceAdmin(admin.ModelAdmin):
+class EducationPieceAdmin(LivePreviewMixin, admin.ModelAdmin):
     form = EducationPieceAdminForm
+    change_form_template = "admin/newsletter/educationpiece/change_form.html"
     list_display = [
         "title", "language", "translation_status", "topic", "review_status", "reading_level",
         "home_position",
@@ -154,6 +171,9 @@ class EducationPieceAdmin(admin.ModelAdmin):
     ]
 
     actions = ["record_rereview"]
+
+    def get_urls(self):
+        return self.live_preview_urls() + super().get_urls()
 
     def save_model(self, request, obj, form, change):
         obj.last_edited_by = request.user  # may not approve an issue containing it
@@ -220,11 +240,11 @@ class IssuePieceInline(admin.TabularInline):
 
 
 @admin.register(Issue)
-class IssueAdmin(admin.ModelAdmin):
+class IssueAdmin(LivePreviewMixin, IssueProgressMixin, admin.ModelAdmin):
     form = IssueAdminForm
     change_form_template = "admin/newsletter/issue/change_form.html"
     list_display = ["subject", "language", "status", "scheduled_at", "sent_at", "author"]
-    list_filter = ["status", "language", "topics"]
+    list_filter = ["status", ReadyToSendFilter, "language", "topics", "author"]
     search_fields = ["subject", "slug"]
     prepopulated_fields = {"slug": ["subject"]}
     filter_horizontal = ["topics"]
@@ -274,7 +294,7 @@ class IssueAdmin(admin.ModelAdmin):
             ),
             path(
                 "<int:issue_id>/progress/",
-                self.admin_site.admin_view(self.progress_view),
+                database_guard(self.admin_site.admin_view(self.progress_view), json=False),
                 name="newsletter_issue_progress",
             ),
             path(
@@ -282,8 +302,13 @@ class IssueAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.translate_view),
                 name="newsletter_issue_translate",
             ),
+            path(
+                "<int:issue_id>/progress.json",
+                database_guard(self.admin_site.admin_view(self.progress_json_view), json=True),
+                name="newsletter_issue_progress_json",
+            ),
         ]
-        return own + super().get_urls()
+        return own + self.live_preview_urls() + super().get_urls()
 
     # --- Languages: an issue's copy in another language -------------------------------
 
@@ -441,21 +466,3 @@ class IssueAdmin(admin.ModelAdmin):
             **approval_context(issue),
         }
         return TemplateResponse(request, "admin/newsletter/issue/send.html", context)
-
-    def progress_view(self, request: HttpRequest, issue_id: int) -> HttpResponse:
-        issue = self._issue_for(request, issue_id)
-        outcome = tracking.issue_outcome(issue)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "original": issue,
-            "title": f"Progress: {issue.subject}",
-            "issue": issue,
-            "progress": sending.issue_progress(issue),
-            "outcome": outcome,
-            "outcome_chart": charts.issue_outcome_chart(outcome),
-            "tracking_on": settings.NEWSLETTER_TRACKING,
-            "can_send": request.user.has_perm("newsletter.send_issue"),
-            "live": issue.status == Issue.Status.SENDING,
-        }
-        return TemplateResponse(request, "admin/newsletter/issue/progress.html", context)

@@ -10,6 +10,7 @@ from django.urls import path
 from newsletter import charts, tracking
 from newsletter.admin.data_rights import SubscriberDataRightsMixin
 from newsletter.admin.embed import SubscriberEmbedMixin, TopicEmbedMixin
+from newsletter.admin.figures import DeliveryFigureFilter, OutcomeFigureFilter
 from newsletter.models import ConsentEvent, DeliveryEvent, Subscriber, Topic
 
 
@@ -39,7 +40,7 @@ class ConsentEventInline(admin.TabularInline):
 @admin.register(Subscriber)
 class SubscriberAdmin(SubscriberEmbedMixin, SubscriberDataRightsMixin, admin.ModelAdmin):
     list_display = ["email", "first_name", "status", "source", "created_at", "confirmed_at"]
-    list_filter = ["status", "source", "topics"]
+    list_filter = ["status", "source", "topics", DeliveryFigureFilter, OutcomeFigureFilter]
     search_fields = ["email", "first_name"]
     readonly_fields = ["created_at", "updated_at", "confirmed_at", "unsubscribed_at"]
     filter_horizontal = ["topics"]
