@@ -19,19 +19,21 @@ import math
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from newsletter import approval, composing, esp, subscriptions
+from newsletter import approval, composing, esp, progress, subscriptions
 from newsletter.errors import NewsletterError
 from newsletter.esp import CallResult, Recipient
 from newsletter.models import Delivery, Issue, Subscriber
+from newsletter.progress import Progress, issue_progress
+
+__all__ = ["Progress", "issue_progress"]  # kept here for the callers that read them here
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +214,8 @@ def cancel_issue(*, issue_id: int) -> bool:
         Delivery.objects.filter(issue_id=issue_id, status=Row.QUEUED).update(
             status=Row.SKIPPED, error="issue cancelled"
         )
+    if changed:
+        progress.record_final(issue_id=issue_id)
     return bool(changed)
 
 
@@ -242,8 +246,9 @@ def send_batches(*, issue_id: int, seconds: float = 60) -> float | None:
 
 
 def send_batch(*, issue_id: int) -> int:
-    """Claim the next batch of this issue's rows and send it. Returns how many rows it
-    claimed (0: nothing left, or the issue is not sending).
+    """Claim the next batch of this issue's rows and send it. Returns how many readers
+    it sent to, at least 1 when it claimed rows (0: nothing left, or the issue is not
+    sending).
 
     Raises RetryLater when the ESP is unavailable; the rows are released first.
     """
@@ -251,6 +256,7 @@ def send_batch(*, issue_id: int) -> int:
     limiter().wait_for(size)
     claim, recipients = _claim(issue_id, size)
     if not claim:
+        # Only here, not after every batch: nothing left to claim is when a send can end.
         finish_if_done(issue_id=issue_id)
         return 0
     if recipients:
@@ -258,54 +264,97 @@ def send_batch(*, issue_id: int) -> int:
             pk=issue_id
         )
         _dispatch(issue, claim, recipients)
-    finish_if_done(issue_id=issue_id)
-    return len(recipients)
+    return max(len(recipients), 1)
 
 
-def _claim(issue_id: int, size: int) -> tuple[str, list[Recipient]]:
-    claim = uuid.uuid4().hex
-    now = timezone.now()
+# Where each issue's last claim in this process ended: the next claim starts there, so
+# it never walks the index entries of rows already claimed (until VACUUM removes them,
+# a partial index still holds an entry per row that was ever queued).
+_claimed_up_to: dict[int, int] = {}
+_expired_checked: dict[int, float] = {}
+_claim_noted: dict[int, float] = {}
+CLAIM_NOTE_SECONDS = 30
+# How often a lane also looks for rows whose worker died (lease expired) while queued
+# rows remain; when none remain it looks every time.
+EXPIRED_CHECK_SECONDS = 15
+
+
+def claim_sql(*, expired: bool) -> str:
+    """The one statement that claims a batch: the next queued rows in id order (walking
+    the partial index `delivery_queued_idx` from where this process's last claim ended),
+    or, with `expired`, rows still `sending` whose lease ran out (`delivery_leased_idx`).
+    Neither ever reads a row already sent, so its cost does not grow with the send."""
     table = Delivery._meta.db_table
     issue_table = Issue._meta.db_table
     lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    # One statement claims the batch. PostgreSQL's SKIP LOCKED lets concurrent workers
-    # take disjoint rows; SQLite has one writer at a time (BEGIN IMMEDIATE), which
-    # makes the same statement safe there.
-    sql = f"""
+    if expired:
+        rows = "status = %s AND lease_until < %s"
+        order = "lease_until"
+    else:
+        rows = "status = %s AND id > %s"
+        order = "id"
+    # PostgreSQL's SKIP LOCKED lets concurrent workers take disjoint rows; SQLite has
+    # one writer at a time (BEGIN IMMEDIATE), which makes the same statement safe there.
+    return f"""
         UPDATE {table}
         SET status = %s, lease_until = %s, attempts = attempts + 1, claim = %s,
             updated_at = %s, maybe_duplicate = (maybe_duplicate OR status = %s)
         WHERE id IN (
             SELECT id FROM {table}
-            WHERE issue_id = %s
-              AND (status = %s OR (status = %s AND lease_until < %s))
-            ORDER BY id
+            WHERE issue_id = %s AND {rows}
+            ORDER BY {order}
             LIMIT %s{lock}
         )
         AND EXISTS (SELECT 1 FROM {issue_table} WHERE id = %s AND status = %s)
     """  # noqa: S608 (table names from the models, values as parameters)
+
+
+def _claim_rows(issue_id: int, size: int, claim: str, *, after: int = 0, expired: bool) -> int:
+    now = timezone.now()
     lease = now + lease_period()
+    which = [Row.SENDING, now] if expired else [Row.QUEUED, after]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            sql,
+            claim_sql(expired=expired),
             [Row.SENDING, lease, claim, now, Row.SENDING,
-             issue_id, Row.QUEUED, Row.SENDING, now, size, issue_id, Status.SENDING],
+             issue_id, *which, size, issue_id, Status.SENDING],
         )  # fmt: skip
-        if not cursor.rowcount:
-            return "", []
-    rows = Delivery.objects.filter(claim=claim).values_list(
+        return cursor.rowcount
+
+
+def _claim(issue_id: int, size: int) -> tuple[str, list[Recipient]]:
+    claim = uuid.uuid4().hex
+    after = _claimed_up_to.get(issue_id, 0)
+    claimed = _claim_rows(issue_id, size, claim, after=after, expired=False)
+    if not claimed and after:
+        # Rows behind the mark: released after an ESP outage, or queued again on resume.
+        claimed = _claim_rows(issue_id, size, claim, expired=False)
+    checked = _expired_checked.get(issue_id, 0.0)
+    if claimed < size and (not claimed or time.monotonic() - checked > EXPIRED_CHECK_SECONDS):
+        _expired_checked[issue_id] = time.monotonic()
+        claimed += _claim_rows(issue_id, size - claimed, claim, expired=True)
+    if not claimed:
+        _claimed_up_to.pop(issue_id, None)
+        return "", []
+    if time.monotonic() - _claim_noted.get(issue_id, -math.inf) > CLAIM_NOTE_SECONDS:
+        _claim_noted[issue_id] = time.monotonic()
+        Issue.objects.filter(pk=issue_id).update(last_claim_at=timezone.now())
+    rows = Delivery.objects.filter(claim=claim, status=Row.SENDING).values_list(
         "pk", "subscriber_id", "subscriber__email", "subscriber__first_name",
         "subscriber__secret", "subscriber__status",
     )  # fmt: skip
     recipients, gone = [], []
+    last = after
     for pk, subscriber_id, email, first_name, secret, status in rows:
+        last = max(last, pk)
         # Rule 2: an unsubscribe takes effect at once, even in the middle of a send.
         if status == Subscriber.Status.ACTIVE:
             recipients.append(Recipient(pk, subscriber_id, email, first_name, secret))
         else:
             gone.append(pk)
+    _claimed_up_to[issue_id] = last
     if gone:
-        Delivery.objects.filter(pk__in=gone, claim=claim).update(
+        Delivery.objects.filter(pk__in=gone, claim=claim, status=Row.SENDING).update(
             status=Row.SKIPPED, lease_until=None, error="no longer subscribed"
         )
     return claim, recipients
@@ -383,15 +432,20 @@ def pause_after_outage(*, issue_id: int, error: str) -> None:
 
 
 def finish_if_done(*, issue_id: int) -> bool:
-    """Mark a sending issue sent once no row is queued or being sent."""
-    unfinished = Delivery.objects.filter(
-        issue_id=OuterRef("pk"), status__in=[Row.QUEUED, Row.SENDING]
-    )
-    return bool(
+    """Mark a sending issue sent once no row is queued or being sent, and keep its
+    final counts (newsletter.progress)."""
+    # Two EXISTS, one per status, so each reads its own partial index.
+    queued = Delivery.objects.filter(issue_id=OuterRef("pk"), status=Row.QUEUED)
+    in_flight = Delivery.objects.filter(issue_id=OuterRef("pk"), status=Row.SENDING)
+    finished = bool(
         Issue.objects.filter(pk=issue_id, status=Status.SENDING, kind=Issue.Kind.ISSUE)
-        .exclude(Exists(unfinished))
+        .exclude(Exists(queued))
+        .exclude(Exists(in_flight))
         .update(status=Status.SENT, sent_at=timezone.now())
     )
+    if finished:
+        progress.record_final(issue_id=issue_id)
+    return finished
 
 
 def run_periodic() -> None:
@@ -405,23 +459,31 @@ def run_periodic() -> None:
             start_issue(issue_id=issue_id)
         except approval.ApprovalMissing as error:
             approval.hold_scheduled(issue_id=issue_id, error=error)
+    sending_issues = list(Issue.objects.filter(status=Status.SENDING).values_list("pk", flat=True))
+    # Each of these reads a partial index (rows in flight, rows queued), never the
+    # issue's sent rows, so the periodic task costs the same at any point of a send.
     expired = (
         Delivery.objects.filter(
-            status=Row.SENDING, lease_until__lt=now, issue__status=Status.SENDING
+            issue_id__in=sending_issues, status=Row.SENDING, lease_until__lt=now
         )
         .values("issue_id")
         .annotate(rows=Count("pk"))
     )
-    # Queued rows nobody has touched for a lease period: their task messages were lost
-    # (a broker restart, a worker killed before it acknowledged). Queue them again.
+    in_flight = Delivery.objects.filter(issue_id=OuterRef("pk"), status=Row.SENDING)
+    queued = Delivery.objects.filter(issue_id=OuterRef("pk"), status=Row.QUEUED)
+    # Queued rows, none in flight and no claim for a lease period: their task messages
+    # were lost (a broker restart, a worker killed before it acknowledged). Queue them
+    # again; a lane too many finds nothing to claim and ends.
+    quiet_since = now - lease_period()
     stalled = (
-        Issue.objects.filter(status=Status.SENDING)
-        .annotate(
-            last_activity=Max("deliveries__updated_at"),
-            waiting=Count("deliveries", filter=Q(deliveries__status=Row.QUEUED)),
+        Issue.objects.filter(pk__in=sending_issues)
+        .filter(
+            Q(last_claim_at__lt=quiet_since)
+            | Q(last_claim_at=None, send_started_at__lt=quiet_since)
         )
-        .filter(waiting__gt=0, last_activity__lt=now - lease_period())
-        .values_list("pk", "waiting")
+        .filter(Exists(queued))
+        .exclude(Exists(in_flight))
+        .values_list("pk", flat=True)
     )
     with transaction.atomic():
         for item in expired:
@@ -430,48 +492,15 @@ def run_periodic() -> None:
                 item["issue_id"], item["rows"],
             )  # fmt: skip
             _queue_lanes(item["issue_id"], item["rows"])
-        for issue_id, waiting in stalled:
-            logger.warning("Issue %s: %d queued rows had no worker; re-queueing", issue_id, waiting)
-            _queue_lanes(issue_id, waiting)
+        for issue_id in stalled:
+            logger.warning("Issue %s: queued rows had no worker; re-queueing", issue_id)
+            _queue_lanes(issue_id, settings.NEWSLETTER_LANES * batch_size())
     for issue_id in Issue.objects.filter(status=Status.SENDING).values_list("pk", flat=True):
         finish_if_done(issue_id=issue_id)
 
 
 def lease_period() -> timedelta:
     return timedelta(seconds=settings.NEWSLETTER_LEASE_SECONDS)
-
-
-# --- Progress ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Progress:
-    counts: dict[str, int]
-    total: int
-    rate: float  # recipients per second over the last minute
-    seconds_left: float | None
-    maybe_duplicates: int
-
-    @property
-    def done(self) -> int:
-        return self.counts[Row.SENT] + self.counts[Row.FAILED] + self.counts[Row.SKIPPED]
-
-
-def issue_progress(issue: Issue) -> Progress:
-    rows = Delivery.objects.filter(issue=issue)
-    counts = dict.fromkeys(Row.values, 0)
-    counts.update(dict(rows.values_list("status").annotate(n=Count("pk")).order_by()))
-    window = 60
-    recent = rows.filter(status=Row.SENT, sent_at__gte=timezone.now() - timedelta(seconds=window))
-    rate = recent.count() / window
-    left = counts[Row.QUEUED] + counts[Row.SENDING]
-    return Progress(
-        counts=counts,
-        total=sum(counts.values()),
-        rate=rate,
-        seconds_left=(left / rate) if rate and left else (0.0 if not left else None),
-        maybe_duplicates=rows.filter(maybe_duplicate=True).count(),
-    )
 
 
 # --- A send rate shared by every worker --------------------------------------------------

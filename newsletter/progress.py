@@ -1,0 +1,173 @@
+"""How far an issue's send has got: the ledger's figures, kept on the issue.
+
+Counting a million Delivery rows takes a few hundred milliseconds; the progress page,
+`send_issue --wait` and the list-health pages ask every second or so. So the counts
+(rows per status and the rows flagged `maybe_duplicate`) are counted from the ledger
+at most every NEWSLETTER_PROGRESS_SECONDS while an issue sends, stored on the issue
+with the time they were counted, and counted once more when the send ends. Those
+final figures are what the reports show after the issue's Delivery rows are removed
+by the retention policy (`retire_old_deliveries`), so a report never needs the rows.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from newsletter.models import Delivery, DeliveryEvent, Issue
+
+Row = Delivery.Status
+
+# Keys of Issue.progress_counts besides the statuses.
+MAYBE_DUPLICATES = "maybe_duplicate"
+RATE = "rate"
+FINAL = "final"
+
+
+@dataclass(frozen=True)
+class Progress:
+    counts: dict[str, int]
+    total: int
+    rate: float  # recipients per second between the last two counts
+    seconds_left: float | None
+    maybe_duplicates: int
+    counted_at: datetime | None = None
+
+    @property
+    def done(self) -> int:
+        return self.counts[Row.SENT] + self.counts[Row.FAILED] + self.counts[Row.SKIPPED]
+
+
+def count_ledger(issue_id: int) -> dict[str, int]:
+    """Rows of this issue per status, and how many may be duplicates: one query over
+    the issue's rows (the one place that reads them all)."""
+    counts = dict.fromkeys(Row.values, 0)
+    rows = (
+        Delivery.objects.filter(issue_id=issue_id)
+        .values_list("status")
+        .annotate(rows=Count("pk"), doubtful=Count("pk", filter=Q(maybe_duplicate=True)))
+        .order_by()
+    )
+    doubtful = 0
+    for status, number, maybe in rows:
+        counts[status] = number
+        doubtful += maybe
+    counts[MAYBE_DUPLICATES] = doubtful
+    return counts
+
+
+def recount(issue: Issue, *, final: bool = False) -> dict[str, int | float | bool]:
+    """Count the ledger now and keep the figures on the issue. The rate is the sent rows
+    since the previous count over the time between the two."""
+    now = timezone.now()
+    counts: dict[str, int | float | bool] = dict(count_ledger(issue.pk))
+    previous, counted_at = issue.progress_counts or {}, issue.progress_counted_at
+    rate = 0.0
+    if counted_at and previous and not previous.get(FINAL) and now > counted_at:
+        sent_since = int(counts[Row.SENT]) - int(previous.get(Row.SENT, 0))
+        rate = max(0.0, sent_since / (now - counted_at).total_seconds())
+    elif started := Issue.objects.filter(pk=issue.pk).values_list("send_started_at", flat=True)[0]:
+        # The first count of this send: the average since it started.
+        rate = int(counts[Row.SENT]) / max((now - started).total_seconds(), 0.001)
+    counts[RATE] = round(rate, 1)
+    counts[FINAL] = final
+    Issue.objects.filter(pk=issue.pk).update(progress_counts=counts, progress_counted_at=now)
+    issue.progress_counts, issue.progress_counted_at = counts, now
+    return counts
+
+
+def record_final(*, issue_id: int) -> None:
+    """The send ended (sent, cancelled): count once more and keep it as the record."""
+    issue = Issue.objects.only(
+        "pk", "send_started_at", "progress_counts", "progress_counted_at"
+    ).get(pk=issue_id)
+    recount(issue, final=True)
+
+
+def _fresh(issue: Issue, now: datetime) -> bool:
+    counts, counted_at = issue.progress_counts, issue.progress_counted_at
+    if not counts or counted_at is None:
+        return False
+    if counts.get(FINAL) and issue.status in (Issue.Status.SENT, Issue.Status.CANCELLED):
+        return True
+    return now - counted_at < timedelta(seconds=settings.NEWSLETTER_PROGRESS_SECONDS)
+
+
+def issue_progress(issue: Issue) -> Progress:
+    """The issue's figures as last counted; counted again first when they are older than
+    NEWSLETTER_PROGRESS_SECONDS (final figures of an ended send are never recounted)."""
+    now = timezone.now()
+    ended = issue.status in (Issue.Status.SENT, Issue.Status.CANCELLED)
+    counts = issue.progress_counts if _fresh(issue, now) else recount(issue, final=ended)
+    by_status = {status: int(counts.get(status, 0)) for status in Row.values}
+    rate = float(counts.get(RATE, 0.0))
+    left = by_status[Row.QUEUED] + by_status[Row.SENDING]
+    return Progress(
+        counts=by_status,
+        total=sum(by_status.values()),
+        rate=rate,
+        seconds_left=(left / rate) if rate and left else (0.0 if not left else None),
+        maybe_duplicates=int(counts.get(MAYBE_DUPLICATES, 0)),
+        counted_at=issue.progress_counted_at,
+    )
+
+
+def sent_count(issue: Issue) -> int:
+    """Readers this issue was sent to, from the kept figures."""
+    return issue_progress(issue).counts[Row.SENT]
+
+
+# --- Retention of the ledger ---------------------------------------------------------------
+
+RETIRED = "retired"
+OUTCOME = "outcome"
+RETIRE_CHUNK = 5000
+
+
+def is_retired(issue: Issue) -> bool:
+    """Its Delivery rows were removed by the retention policy: only its kept figures
+    (sent, failed, ..., and readers per ESP event) remain."""
+    return bool((issue.progress_counts or {}).get(RETIRED))
+
+
+def outcome_counts(issue_id: int) -> dict[str, int]:
+    """Readers of this issue per kind of ESP event (a reader counted once per kind)."""
+    rows = (
+        DeliveryEvent.objects.filter(delivery__issue_id=issue_id)
+        .values_list("kind")
+        .annotate(readers=Count("delivery", distinct=True))
+        .order_by()
+    )
+    return dict(rows)
+
+
+def retire_old_deliveries(*, now: datetime | None = None) -> int:
+    """Remove the Delivery rows of issues sent or cancelled more than
+    NEWSLETTER_DELIVERY_DAYS ago (0: never), first keeping on the issue its final
+    counts and its readers per ESP event, so every report still shows them. Welcome
+    series steps keep their rows: they are what makes each step reach a reader once.
+    Returns the rows removed."""
+    days = settings.NEWSLETTER_DELIVERY_DAYS
+    if not days:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    old = Issue.objects.filter(
+        kind=Issue.Kind.ISSUE, status__in=[Issue.Status.SENT, Issue.Status.CANCELLED]
+    ).filter(Q(sent_at__lt=cutoff) | Q(sent_at=None, updated_at__lt=cutoff))
+    removed = 0
+    for issue in old.only("pk", "status", "send_started_at", "progress_counts"):
+        if is_retired(issue):
+            continue
+        counts = recount(issue, final=True)
+        counts[OUTCOME] = outcome_counts(issue.pk)  # type: ignore[assignment]
+        counts[RETIRED] = True
+        Issue.objects.filter(pk=issue.pk).update(progress_counts=counts)
+        # Its events stay (they are the list's history) but lose the link to the row.
+        DeliveryEvent.objects.filter(delivery__issue_id=issue.pk).update(delivery=None)
+        while ids := list(
+            Delivery.objects.filter(issue_id=issue.pk).values_list("pk", flat=True)[:RETIRE_CHUNK]
+        ):
+            removed += Delivery.objects.filter(pk__in=ids).delete()[0]
+    return removed
