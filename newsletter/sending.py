@@ -286,7 +286,12 @@ def claim_sql(*, expired: bool) -> str:
     Neither ever reads a row already sent, so its cost does not grow with the send."""
     table = Delivery._meta.db_table
     issue_table = Issue._meta.db_table
-    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    postgres = connection.vendor == "postgresql"
+    lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
+    # On PostgreSQL `id = ANY(ARRAY(subquery))` runs the subquery once and then finds
+    # each row by its primary key; `id IN (subquery)` may be planned as a hash join
+    # over a sequential scan of the whole ledger.
+    match_ids = "= ANY(ARRAY(" if postgres else "IN (("
     if expired:
         rows = "status = %s AND lease_until < %s"
         order = "lease_until"
@@ -299,12 +304,12 @@ def claim_sql(*, expired: bool) -> str:
         UPDATE {table}
         SET status = %s, lease_until = %s, attempts = attempts + 1, claim = %s,
             updated_at = %s, maybe_duplicate = (maybe_duplicate OR status = %s)
-        WHERE id IN (
+        WHERE id {match_ids}
             SELECT id FROM {table}
             WHERE issue_id = %s AND {rows}
             ORDER BY {order}
             LIMIT %s{lock}
-        )
+        ))
         AND EXISTS (SELECT 1 FROM {issue_table} WHERE id = %s AND status = %s)
     """  # noqa: S608 (table names from the models, values as parameters)
 
