@@ -291,7 +291,7 @@ def claim_sql(*, expired: bool) -> str:
     # On PostgreSQL `id = ANY(ARRAY(subquery))` runs the subquery once and then finds
     # each row by its primary key; `id IN (subquery)` may be planned as a hash join
     # over a sequential scan of the whole ledger.
-    match_ids = "= ANY(ARRAY(" if postgres else "IN (("
+    match_ids, close = ("= ANY(ARRAY(", "))") if postgres else ("IN (", ")")
     if expired:
         rows = "status = %s AND lease_until < %s"
         order = "lease_until"
@@ -309,7 +309,7 @@ def claim_sql(*, expired: bool) -> str:
             WHERE issue_id = %s AND {rows}
             ORDER BY {order}
             LIMIT %s{lock}
-        ))
+        {close}
         AND EXISTS (SELECT 1 FROM {issue_table} WHERE id = %s AND status = %s)
     """  # noqa: S608 (table names from the models, values as parameters)
 

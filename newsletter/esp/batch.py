@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from anymail.exceptions import AnymailError
 from anymail.message import AnymailMessage
 from django.conf import settings
+from django.core.mail.backends.base import BaseEmailBackend
 
 from newsletter import emails
 from newsletter.esp.base import CallResult, EspAdapter, Recipient, call_failed, rendered
@@ -22,11 +23,16 @@ class BatchAdapter(EspAdapter):
 
     def send(self, issue: Issue, recipients: list[Recipient]) -> Iterator[CallResult]:
         limit = self.batch_limit or len(recipients)
-        for start in range(0, len(recipients), limit):
-            result = self.send_call(issue, recipients[start : start + limit])
-            yield result
-            if result.retry:
-                return
+        backend = self.connection()
+        backend.open()  # one kept-open connection for the batch's calls
+        try:
+            for start in range(0, len(recipients), limit):
+                result = self.send_call(issue, recipients[start : start + limit], backend)
+                yield result
+                if result.retry:
+                    return
+        finally:
+            backend.close()
 
     def message(self, issue: Issue, recipients: list[Recipient]) -> AnymailMessage:
         merged = rendered(issue).in_esp_syntax(self.merge_format)
@@ -55,8 +61,11 @@ class BatchAdapter(EspAdapter):
             for email, v in values.items()
         }
 
-    def send_call(self, issue: Issue, recipients: list[Recipient]) -> CallResult:
+    def send_call(
+        self, issue: Issue, recipients: list[Recipient], backend: BaseEmailBackend | None = None
+    ) -> CallResult:
         message = self.message(issue, recipients)
+        message.connection = backend
         try:
             message.send()
         except AnymailError as error:
