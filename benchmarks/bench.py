@@ -507,7 +507,9 @@ def clean_frame(frame: str) -> str:
 # --- Other measures ---------------------------------------------------------------------
 
 
-def harness(esp_url: str, issue_id: int, recipients: int, processes: int) -> dict:
+def harness(
+    esp_url: str, issue_id: int, recipients: int, processes: int, *, stock: bool = False
+) -> dict:
     rows = sql(
         "SELECT subject, rendered_html, rendered_text FROM newsletter_issue WHERE id = %s",
         [issue_id],
@@ -517,12 +519,13 @@ def harness(esp_url: str, issue_id: int, recipients: int, processes: int) -> dic
     frozen = WORK / "issue.json"
     frozen.write_text(json.dumps({"id": issue_id, "subject": subject, "html": html, "text": text}))
     esp_call(esp_url, "/_fake/reset", "POST")
-    log(f"harness: {recipients:,} recipients, {processes} processes, no database")
+    log(f"harness: {recipients:,} recipients, {processes} processes, no database"
+        + (", stock parts" if stock else ""))  # fmt: skip
     load_before = load()
     result = subprocess.run(
         [PYTHON, str(ROOT / "benchmarks" / "harness.py"), "--esp-url", esp_url,
          "--issue", str(frozen), "--recipients", str(recipients),
-         "--processes", str(processes)],
+         "--processes", str(processes), *(["--stock"] if stock else [])],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
@@ -682,6 +685,15 @@ def report(results: dict) -> str:
             f"**{h['recipients_per_second']:,}/s** ({h['cpu_ms_per_1000']} ms CPU per 1,000); "
             f"the end-to-end 100,000 send is **{share:.0%}** of it (target 80%)."
         )
+    stock = results.get("harness_stock")
+    if h and stock:
+        lines.append(
+            f"- CPU of the sending path per 1,000 recipients (the harness, same run): "
+            f"**{stock['cpu_ms_per_1000']} ms** with Django's signer and Anymail's own Mailgun "
+            f"backend, **{h['cpu_ms_per_1000']} ms** with the per-purpose HMAC signer and the "
+            f"batch backend ({stock['recipients_per_second']:,}/s -> "
+            f"{h['recipients_per_second']:,}/s)."
+        )
     dn = results.get("baseline")
     if dn:
         ratio = batch["recipients_per_second"] / dn["recipients_per_second"]
@@ -793,6 +805,9 @@ def main() -> int:
         results["scenarios"].append(batch)
         last_issue = sql("SELECT max(id) FROM newsletter_issue", fetch=True)[0][0]
         results["harness"] = harness(esp_url, last_issue, batch["subscribers"], args.concurrency)
+        results["harness_stock"] = harness(
+            esp_url, last_issue, batch["subscribers"], args.concurrency, stock=True
+        )
         results["queries"] = queries_per_batch(esp_url, TOPICS["ten"])
         if not args.skip_million:
             million = run_scenario("million", esp="mailgun", esp_url=esp_url,
@@ -823,6 +838,7 @@ def main() -> int:
         *results["scenarios"],
         results.get("profiled"),
         results.get("harness"),
+        results.get("harness_stock"),
         results.get("queries"),
         results.get("ledger"),
         results.get("plans"),
