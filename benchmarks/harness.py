@@ -64,7 +64,7 @@ def use_stock_parts() -> None:
     import newsletter.emails
 
     newsletter.emails.token_for = django_token
-    MailgunAdapter.connection = lambda self: get_connection()
+    MailgunAdapter.connection = lambda self: get_connection()  # type: ignore[method-assign]
 
 
 def send_share(

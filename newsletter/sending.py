@@ -317,7 +317,7 @@ def claim_sql(*, expired: bool) -> str:
 def _claim_rows(issue_id: int, size: int, claim: str, *, after: int = 0, expired: bool) -> int:
     now = timezone.now()
     lease = now + lease_period()
-    which = [Row.SENDING, now] if expired else [Row.QUEUED, after]
+    which: list[str | int | datetime] = [Row.SENDING, now] if expired else [Row.QUEUED, after]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             claim_sql(expired=expired),
