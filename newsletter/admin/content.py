@@ -8,7 +8,7 @@ from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -179,6 +179,11 @@ class IssueAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.progress_view),
                 name="newsletter_issue_progress",
             ),
+            path(
+                "<int:issue_id>/progress.json",
+                self.admin_site.admin_view(self.progress_json_view),
+                name="newsletter_issue_progress_json",
+            ),
         ]
         return own + super().get_urls()
 
@@ -279,6 +284,25 @@ class IssueAdmin(admin.ModelAdmin):
             **approval_context(issue),
         }
         return TemplateResponse(request, "admin/newsletter/issue/send.html", context)
+
+    def progress_json_view(self, request: HttpRequest, issue_id: int) -> HttpResponse:
+        """The progress figures as kept on the issue (counted at most every
+        NEWSLETTER_PROGRESS_SECONDS), for scripts and the page's own refresh."""
+        issue = self._issue_for(request, issue_id)
+        figures = sending.issue_progress(issue)
+        return JsonResponse(
+            {
+                "issue": issue.pk,
+                "status": issue.status,
+                "counts": figures.counts,
+                "total": figures.total,
+                "done": figures.done,
+                "rate": figures.rate,
+                "seconds_left": figures.seconds_left,
+                "maybe_duplicates": figures.maybe_duplicates,
+                "counted_at": figures.counted_at.isoformat() if figures.counted_at else None,
+            }
+        )
 
     def progress_view(self, request: HttpRequest, issue_id: int) -> HttpResponse:
         issue = self._issue_for(request, issue_id)
