@@ -13,9 +13,9 @@ WEB_WORKERS ?= 3
 # The embedded default runs with DEBUG on and no services; production sets DEBUG off.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: install browser-deps run migrate seed serve test lint format worker beat bench clean
+.PHONY: install catalogues messages browser-deps run migrate seed serve test deploy-check lint format worker beat bench bench-esps clean
 
-install: $(STAMP)
+install: $(STAMP) catalogues
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,14 +23,35 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The Spanish (and any other) catalogue, .po -> .mo with polib: no gettext tools needed.
+# run, test and serve all come through install, so every page is translated.
+catalogues: $(STAMP)
+	$(BIN)/python -m newsletter.catalogues --compile
+
+# New and changed strings from the code and templates into every catalogue (needs
+# xgettext: Debian's gettext), then what still needs a translator. A new language:
+# `.venv/bin/python manage.py makemessages --locale xx` once (docs/languages.md).
+MAKEMESSAGES_IGNORE := --ignore '.venv/*' --ignore 'var/*' --ignore 'tests/*' --ignore 'benchmarks/*'
+messages: install
+	$(DEV_ENV) $(BIN)/python manage.py makemessages --all --add-location file $(MAKEMESSAGES_IGNORE)
+	$(BIN)/python -m newsletter.catalogues --compile
+	-$(BIN)/python -m newsletter.catalogues --check
+
 migrate: install
 	$(DEV_ENV) $(BIN)/python manage.py migrate --noinput
 
 seed: migrate
 	$(DEV_ENV) $(BIN)/python manage.py seed_demo
 
+# Tasks run inline here and there is no beat: a second process runs the welcome series
+# every SERIES_EVERY seconds, stopped with the server. NEWSLETTER_SERIES_DAY_SECONDS=60
+# makes a series day last a minute (README "Welcome series").
+SERIES_EVERY ?= 10
+
 run: seed
 	@echo "Advances: http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/, emails: var/outbox/)"
+	$(DEV_ENV) $(BIN)/python manage.py run_series --every $(SERIES_EVERY) & series=$$!; \
+	trap 'kill $$series 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The browser tests need Debian's Chromium: without it they are skipped, and fail under
@@ -47,6 +68,11 @@ browser-deps:
 test: install $(if $(CI),browser-deps)
 	$(BIN)/python -m pytest
 
+# The deployment files without Docker: every compose service of ours runs a target
+# here, only the proxy publishes ports, and `caddy validate` accepts the Caddyfile.
+deploy-check: install
+	$(BIN)/python -m pytest tests/test_deploy.py -q
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -56,9 +82,11 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Production web server (docker-compose runs this): migrate, then gunicorn.
+# Production web server (docker-compose runs this): migrate, collect the static files
+# for the proxy when STATIC_ROOT is set, then gunicorn.
 serve: install
 	$(BIN)/python manage.py migrate --noinput
+	if [ -n "$$STATIC_ROOT" ]; then $(BIN)/python manage.py collectstatic --noinput; fi
 	$(BIN)/gunicorn project.wsgi --bind $(BIND) --workers $(WEB_WORKERS) --access-logfile -
 
 # Both queues by default; in production run one worker per queue, e.g.
@@ -73,6 +101,11 @@ beat: install
 # The dispatch benchmark (PostgreSQL and Redis on 127.0.0.1): writes benchmarks/RESULTS.md.
 bench: install
 	$(BIN)/python benchmarks/bench.py
+
+# Recipients per second through each ESP's path at 20,000 readers, beside
+# django-newsletter's rate: writes the ESP section of benchmarks/RESULTS.md.
+bench-esps: install
+	$(BIN)/python benchmarks/esps.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -60,7 +60,7 @@ def load() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
-def base_env(esp: str, batch_size: int, esp_url: str) -> dict[str, str]:
+def base_env(esp: str, batch_size: int, esp_url: str = "http://127.0.0.1:8025") -> dict[str, str]:
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "project.settings",
@@ -175,6 +175,19 @@ def seed_readers(readers: int) -> None:
         sql(statement)
 
 
+def seed(subscribers: int, slug: str) -> int:
+    """A fresh list of `subscribers` bench readers and a three-piece issue to all of them
+    (for benchmarks/esps.py, which seeds once per ESP)."""
+    sql("DELETE FROM newsletter_delivery")
+    sql(
+        "DELETE FROM newsletter_subscriber_topics WHERE subscriber_id IN "
+        "(SELECT id FROM newsletter_subscriber WHERE source = 'bench')"
+    )
+    sql("DELETE FROM newsletter_subscriber WHERE source = 'bench'")
+    seed_readers(subscribers)
+    return new_issue(slug, TOPICS["million"])
+
+
 def new_issue(name: str, topic: str) -> int:
     """A draft of three education pieces to one topic's readers."""
     rows = sql(ISSUE_SQL, [f"bench-{name}-{time.time_ns()}"], fetch=True)
@@ -255,14 +268,16 @@ from django.db.models import Count, Max
 from django.utils import timezone
 from newsletter import sending
 from newsletter.models import Delivery, Issue
-issue_id, esp_url = int(sys.argv[1]), sys.argv[2]
+issue_id, esp_url = int(sys.argv[1]), (sys.argv[2:] or [""])[0]
 samples = []
 started = timezone.now()
 clock = time.monotonic()
 queued = sending.start_issue(issue_id=issue_id)
 while Issue.objects.filter(pk=issue_id).values_list("status", flat=True)[0] == "sending":
-    with urllib.request.urlopen(esp_url + "/_fake/count", timeout=30) as reply:
-        samples.append((round(time.monotonic() - clock, 2), json.loads(reply.read())["accepted"]))
+    if esp_url:
+        with urllib.request.urlopen(esp_url + "/_fake/count", timeout=30) as reply:
+            accepted = json.loads(reply.read())["accepted"]
+        samples.append((round(time.monotonic() - clock, 2), accepted))
     time.sleep(0.5)
 rows = Delivery.objects.filter(issue_id=issue_id)
 last = rows.aggregate(last=Max("sent_at"))["last"]

@@ -51,7 +51,6 @@ def use_stock_parts() -> None:
     """The sending path as it was before its CPU cuts: Django's TimestampSigner for each
     link and Anymail's own Mailgun backend, for a before/after on the same machine."""
     from django.core import signing
-    from django.core.mail import get_connection
 
     from newsletter import tokens
     from newsletter.esp.mailgun import MailgunAdapter
@@ -64,7 +63,7 @@ def use_stock_parts() -> None:
     import newsletter.emails
 
     newsletter.emails.token_for = django_token
-    MailgunAdapter.connection = lambda self: get_connection()  # type: ignore[method-assign]
+    MailgunAdapter.backend_path = lambda self: None  # type: ignore[method-assign]
 
 
 def send_share(

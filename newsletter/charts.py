@@ -318,7 +318,7 @@ def list_health_charts(health: tracking.ListHealth) -> dict[str, SafeString]:
             "Subscribers by status, one point a day",
             days,
             [
-                (key, label, [s.counts.get(key, 0) for s in health.snapshots])
+                (key, str(label), [s.counts.get(key, 0) for s in health.snapshots])
                 for key, label in statuses.items()
             ],
         ),

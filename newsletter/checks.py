@@ -1,10 +1,14 @@
 """System checks (`manage.py check`, run on every start): settings that leave the
-list open to forged ESP events."""
+list open to forged ESP events or forged client addresses, and embed origins that do not
+say what they seem to."""
 
+import ipaddress
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from newsletter import embed
 
 # ESPs whose webhooks Anymail also verifies with a signing key of their own, and the
 # setting (under Anymail's name) that holds it.
@@ -54,3 +58,49 @@ def check_webhook_secret(app_configs: Any, **kwargs: Any) -> list[Warning]:
             )
         )
     return warnings
+
+
+@register(Tags.security)
+def check_trusted_proxies(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """Each TRUSTED_PROXIES entry must be an address or a network: a typo would
+    otherwise silently trust nobody (every reader behind the proxy shares one rate
+    limit), and a network of everyone would let any client forge its address."""
+    problems: list[CheckMessage] = []
+    for entry in settings.TRUSTED_PROXIES:
+        try:
+            network = ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            problems.append(
+                Error(
+                    f"TRUSTED_PROXIES entry {entry!r} is neither an IP address nor a network.",
+                    hint="Use addresses or CIDR networks, comma-separated, e.g. "
+                    "TRUSTED_PROXIES=172.28.0.10,10.0.0.0/24.",
+                    id="newsletter.E010",
+                )
+            )
+            continue
+        if network.prefixlen == 0:
+            problems.append(
+                Error(
+                    f"TRUSTED_PROXIES entry {entry!r} trusts every address: any client could "
+                    "name its own address and escape the rate limits.",
+                    hint="List only the reverse proxies in front of this server.",
+                    id="newsletter.E011",
+                )
+            )
+    return problems
+
+
+@register()
+def check_embed_origins(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    """Every entry of NEWSLETTER_EMBED_ORIGINS is an origin the embed can match."""
+    return [
+        Warning(
+            f"NEWSLETTER_EMBED_ORIGINS entry {entry!r} {problem}.",
+            hint="List origins only, comma-separated, e.g. "
+            "NEWSLETTER_EMBED_ORIGINS=https://www.example.org,https://es.example.org",
+            id="newsletter.W004",
+        )
+        for entry in settings.NEWSLETTER_EMBED_ORIGINS
+        if (problem := embed.origin_problem(entry))
+    ]

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.db.models import Max
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
 from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.model.config import ParserConfig
@@ -102,9 +104,10 @@ NOT_IN_NAMES = str.maketrans("", "", '<>&"')
 def recipient_values(
     *, first_name: str, unsubscribe_url: str, preferences_url: str
 ) -> dict[str, str]:
+    # In the active language: the issue's, while its batch is sent (sending._dispatch).
     name = first_name.translate(NOT_IN_NAMES).strip()
     return {
-        "salutation": f"Hello {name}," if name else "Hello,",
+        "salutation": _("Hello %(name)s,") % {"name": name} if name else _("Hello,"),
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,
     }
@@ -178,8 +181,14 @@ def issue_sections(issue: Issue) -> list[Section]:
     return [piece_section(piece) for piece in pieces]
 
 
+def archive_path(issue: Issue) -> str:
+    """The issue's page in the archive of its own language."""
+    with translation.override(issue.language):
+        return reverse("newsletter:archive_issue", args=[issue.slug])
+
+
 def archive_url(issue: Issue) -> str:
-    return settings.SITE_URL + reverse("newsletter:archive_issue", args=[issue.slug])
+    return settings.SITE_URL + archive_path(issue)
 
 
 _rendered: OrderedDict[tuple[int, str], RenderedIssue] = OrderedDict()
@@ -204,6 +213,12 @@ def render_issue(issue: Issue) -> RenderedIssue:
 
 
 def _render(issue: Issue) -> RenderedIssue:
+    # The issue's language decides every word around its content, whoever renders it.
+    with translation.override(issue.language):
+        return _render_in_language(issue)
+
+
+def _render_in_language(issue: Issue) -> RenderedIssue:
     intro_html = markdown_to_html(issue.intro)
     context = {
         "issue": issue,
@@ -212,7 +227,8 @@ def _render(issue: Issue) -> RenderedIssue:
         "intro_html": intro_html,
         "intro_text": html_to_text(intro_html),
         "sections": issue_sections(issue),
-        "archive_url": archive_url(issue),
+        # A welcome-series step is never in the archive: no "view in browser" link.
+        "archive_url": archive_url(issue) if issue.kind == Issue.Kind.ISSUE else "",
         "postal_address": settings.NEWSLETTER_POSTAL_ADDRESS,
         "site_url": settings.SITE_URL,
         **{name: placeholder(name) for name in PLACEHOLDERS},

@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import translation
+from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from newsletter import subscriptions
@@ -30,10 +31,28 @@ DEFAULT_SOURCE = "embed"
 SNIPPET_TEMPLATE = "newsletter/embed/snippet.html"
 # Shown by the script when Advances cannot be reached at all.
 OFFLINE_MESSAGE = _("We couldn't reach Advances just now. Please try again in a moment.")
+# The snippet's own words. A snippet that follows the page's language carries each in
+# every language (data-advances-<code> attributes), and the script shows the page's.
+SNIPPET_TEXTS = {
+    "title": _(
+        "Get Advances, the cancer center's free patient-education e-newsletter, in your inbox."
+    ),
+    "email": _("Email address"),
+    "first_name": _("First name (optional)"),
+    "topics": _("Topics"),
+    "honeypot": _("Leave this field empty"),
+    # The wording the consent log keeps; its translation is the catalogue's entry for it.
+    "consent": _(subscriptions.CONSENT_WORDING),
+    "button": _("Subscribe"),
+}
 
 
 class InvalidSource(ValueError):
     """A source name must be lower-case letters, digits, '-' or '_' (at most 100)."""
+
+
+class InvalidPage(ValueError):
+    """A page address must be an absolute http(s) URL (at most 2,000 characters)."""
 
 
 def normalize_origin(value: str | None) -> str | None:
@@ -56,6 +75,21 @@ def normalize_origin(value: str | None) -> str | None:
     default_port = {"http": 80, "https": 443}[parts.scheme]
     suffix = f":{port}" if port is not None and port != default_port else ""
     return f"{parts.scheme}://{host}{suffix}"
+
+
+def origin_problem(entry: str) -> str | None:
+    """What is wrong with one entry of NEWSLETTER_EMBED_ORIGINS as an origin, or None.
+    An entry that is no origin at all allows nothing; one with a path still allows its
+    whole site, which is not what whoever wrote the path meant."""
+    if normalize_origin(entry) is None:
+        return "is not an origin (scheme://host[:port], http or https): it allows nothing"
+    parts = urlsplit(entry.strip())
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return (
+            "has a path, query or fragment: an origin is only scheme://host[:port], and "
+            "this one allows every page of its site"
+        )
+    return None
 
 
 def allowed_origins() -> frozenset[str]:
@@ -95,12 +129,15 @@ def clean_source(name: str) -> str:
     return name
 
 
+def language_codes() -> list[str]:
+    return [code for code, _name in settings.LANGUAGES]
+
+
 def reader_language(value: str | None) -> str:
     """One of settings.LANGUAGES for a page's `lang` ("es-MX" -> "es"); the site's
     default for anything else."""
     code = (value or "").strip().lower().replace("_", "-").split("-")[0]
-    known = {language for language, _ in settings.LANGUAGES}
-    return code if code in known else settings.LANGUAGE_CODE
+    return code if code in language_codes() else settings.LANGUAGE_CODE
 
 
 @dataclass(frozen=True)
@@ -136,31 +173,57 @@ def count_by_source() -> list[SourceCount]:
     ]
 
 
-def snippet(*, source: str, language: str = "") -> str:
+def clean_page(url: str) -> str:
+    """The address of the page that will carry the code, or InvalidPage."""
+    url = url.strip()
+    if len(url) > 2000 or normalize_origin(url) is None:
+        raise InvalidPage(url)
+    return url
+
+
+def snippet(*, source: str, language: str = "", page: str = "") -> str:
     """The HTML an editor pastes into a page of an allowed origin: a plain form that
     works without JavaScript, and the optional script (a static file on Advances) that
     submits it in place. Labels are in `language` (the site's default when empty); the
-    script answers in the host page's language. Raises InvalidSource."""
+    script answers in that language, or in the host page's `<html lang>` when
+    `language` is empty. `page`, the address of the page that carries it, is where the
+    thank-you page links back to when the script does not run (without it, the page the
+    browser names in its Referer). Raises InvalidSource or InvalidPage."""
     source = clean_source(source)
+    page = clean_page(page) if page else ""
     chosen = reader_language(language)
     site = settings.SITE_URL.rstrip("/")
     topics = list(Topic.objects.order_by("position", "name"))
     offline = {}
-    for code, _name in settings.LANGUAGES:
+    in_every_language: dict[str, list[tuple[str, str]]] = {key: [] for key in SNIPPET_TEXTS}
+    for code in language_codes():
         with translation.override(code):
             offline[code] = str(OFFLINE_MESSAGE)
+            for key, text in SNIPPET_TEXTS.items():
+                in_every_language[key].append((code, str(text)))
     with translation.override(chosen):
+        texts = {key: str(text) for key, text in SNIPPET_TEXTS.items()}
+        # Fixed language: the words as they are. Following the page: each in every
+        # language too, for the script to pick from.
+        alternatives = {
+            key: ""
+            if language
+            else format_html_join("", ' data-advances-{}="{}"', in_every_language[key])
+            for key in SNIPPET_TEXTS
+        }
         return render_to_string(
             SNIPPET_TEMPLATE,
             {
                 "source": source,
+                "page": page,
                 "language": chosen,
                 "fixed_language": bool(language),
                 "form_action": site + reverse("newsletter:embed_subscribe"),
                 "json_endpoint": site + reverse("newsletter:embed_subscribe_json"),
                 "script_url": site + static("newsletter/embed.js"),
                 "topics": topics,
-                "consent_wording": subscriptions.CONSENT_WORDING,
+                "texts": texts,
+                "alternatives": alternatives,
                 "offline_en": offline.get("en", ""),
                 "offline_es": offline.get("es", ""),
             },

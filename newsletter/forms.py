@@ -15,7 +15,7 @@ def refuse_control_characters(value: str) -> None:
     # A line break in an address or name is how header injection starts.
     if any(ord(char) < 32 or ord(char) == 127 for char in value):
         raise ValidationError(
-            "This can't contain line breaks or other control characters.",
+            _("This can't contain line breaks or other control characters."),
             code="control_characters",
         )
 
@@ -65,12 +65,12 @@ class TopicsField(forms.ModelMultipleChoiceField):
 
 
 class SubscribeForm(forms.Form):
-    email = SafeEmailField(max_length=254, label="Email address")
-    first_name = NameField(max_length=100, required=False, label="First name (optional)")
-    topics = TopicsField(required=False, label="Topics")
+    email = SafeEmailField(max_length=254, label=_("Email address"))
+    first_name = NameField(max_length=100, required=False, label=_("First name (optional)"))
+    topics = TopicsField(required=False, label=_("Topics"))
     # A honeypot: hidden from people, filled in by bots. A filled-in form is answered
     # like any other and then ignored.
-    website = forms.CharField(required=False, label="Leave this field empty")
+    website = forms.CharField(required=False, label=_("Leave this field empty"))
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -85,7 +85,9 @@ class EmbedSubscribeForm(SubscribeForm):
     plus the embed's source name and the reader's language."""
 
     source = forms.CharField(required=False, max_length=100)
-    language = forms.ChoiceField(required=False, choices=settings.LANGUAGES)
+    # A page's `lang` as the script read it ("es-MX" is Spanish); anything else, the
+    # site's default language, as a page without `lang` gets.
+    language = forms.CharField(required=False, max_length=35)
 
     def clean_source(self) -> str:
         name = self.cleaned_data["source"] or embed.DEFAULT_SOURCE
@@ -97,15 +99,23 @@ class EmbedSubscribeForm(SubscribeForm):
             ) from None
 
     def clean_language(self) -> str:
-        return self.cleaned_data["language"] or settings.LANGUAGE_CODE
+        return embed.reader_language(self.cleaned_data["language"])
 
 
 class PreferencesForm(forms.Form):
-    first_name = NameField(max_length=100, required=False, label="First name")
+    first_name = NameField(max_length=100, required=False, label=_("First name"))
     topics = TopicsField(
         required=True,
-        label="Topics",
-        error_messages={"required": "Choose at least one topic, or unsubscribe from all below."},
+        label=_("Topics"),
+        error_messages={"required": _("Choose at least one topic, or unsubscribe from all below.")},
+    )
+    # Each language named in its own words, as in the language switch. Left out of a
+    # submission: unchanged.
+    language = forms.ChoiceField(
+        required=False,
+        label=_("Language of your emails"),
+        choices=settings.LANGUAGES,
+        widget=forms.RadioSelect,
     )
 
 

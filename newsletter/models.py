@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 
 def new_subscriber_secret() -> str:
@@ -29,23 +31,40 @@ class Topic(models.Model):
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
     description = models.CharField(max_length=300, blank=True)
-    is_default = models.BooleanField(default=False, help_text="Offered ticked on the signup form.")
+    is_default = models.BooleanField(
+        default=False, help_text=_("Offered ticked on the signup form.")
+    )
     position = models.PositiveIntegerField(default=0)
+    # The name and description in each other language, e.g. {"es": {"name": "Cáncer de
+    # mama", "description": "..."}}; readers see them on that language's pages.
+    translations = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["position", "name"]
 
     def __str__(self) -> str:
-        return self.name
+        return self.name_in(translation.get_language())
+
+    def name_in(self, language: str | None) -> str:
+        """The name readers of this language see (the English one where none is set)."""
+        return self._translated("name", language) or self.name
+
+    def description_in(self, language: str | None) -> str:
+        return self._translated("description", language) or self.description
+
+    def _translated(self, field: str, language: str | None) -> str:
+        entry = self.translations.get(language or "", {}) if self.translations else {}
+        value = entry.get(field, "") if isinstance(entry, dict) else ""
+        return value if isinstance(value, str) else ""
 
 
 class Subscriber(models.Model):
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending confirmation"
-        ACTIVE = "active", "Active"
-        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
-        BOUNCED = "bounced", "Bounced"
-        COMPLAINED = "complained", "Complained"
+        PENDING = "pending", _("Pending confirmation")
+        ACTIVE = "active", _("Active")
+        UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
+        BOUNCED = "bounced", _("Bounced")
+        COMPLAINED = "complained", _("Complained")
 
     email = models.EmailField(max_length=254, unique=True)
     first_name = models.CharField(max_length=100, blank=True)
@@ -99,16 +118,16 @@ class SuppressedAddress(models.Model):
     table names nobody (privacy.address_hash)."""
 
     class Reason(models.TextChoices):
-        ERASED = "erased", "Erased at the reader's request"
-        BOUNCED = "bounced", "Bounced"
-        COMPLAINED = "complained", "Complained"
+        ERASED = "erased", _("Erased at the reader's request")
+        BOUNCED = "bounced", _("Bounced")
+        COMPLAINED = "complained", _("Complained")
 
     address_hash = models.CharField(max_length=64, unique=True)
     reason = models.CharField(max_length=20, choices=Reason.choices)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        verbose_name_plural = "suppressed addresses"
+        verbose_name_plural = _("suppressed addresses")
 
     def __str__(self) -> str:
         return f"{self.get_reason_display()} ({self.address_hash[:12]}…)"
@@ -119,13 +138,13 @@ class ConsentEvent(models.Model):
     exact wording the reader was shown."""
 
     class Kind(models.TextChoices):
-        SIGNUP = "signup", "Signed up"
-        CONFIRM = "confirm", "Confirmed"
-        PREFERENCES = "preferences", "Changed preferences"
-        UNSUBSCRIBE = "unsubscribe", "Unsubscribed"
-        SUPPRESSED = "suppressed", "Suppressed"
-        IMPORTED = "imported", "Imported"
-        ERASED = "erased", "Erased"
+        SIGNUP = "signup", _("Signed up")
+        CONFIRM = "confirm", _("Confirmed")
+        PREFERENCES = "preferences", _("Changed preferences")
+        UNSUBSCRIBE = "unsubscribe", _("Unsubscribed")
+        SUPPRESSED = "suppressed", _("Suppressed")
+        IMPORTED = "imported", _("Imported")
+        ERASED = "erased", _("Erased")
 
     subscriber = models.ForeignKey(
         Subscriber, null=True, on_delete=models.SET_NULL, related_name="consent_events"
@@ -135,9 +154,9 @@ class ConsentEvent(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
     source = models.CharField(
-        max_length=200, blank=True, help_text="The page, email link or tool it came through."
+        max_length=200, blank=True, help_text=_("The page, email link or tool it came through.")
     )
-    wording = models.TextField(blank=True, help_text="The consent text shown, word for word.")
+    wording = models.TextField(blank=True, help_text=_("The consent text shown, word for word."))
     detail = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -153,28 +172,40 @@ class EducationPiece(models.Model):
 
     title = models.CharField(max_length=200)
     slug = models.SlugField(max_length=200, unique=True)
-    summary = models.CharField(max_length=500, help_text="One or two plain sentences.")
-    body = models.TextField(help_text="Markdown. Every image needs alt text.")
-    cta_label = models.CharField("call-to-action label", max_length=100, blank=True)
-    cta_url = models.URLField("call-to-action URL", blank=True)
+    summary = models.CharField(max_length=500, help_text=_("One or two plain sentences."))
+    body = models.TextField(help_text=_("Markdown. Every image needs alt text."))
+    cta_label = models.CharField(_("call-to-action label"), max_length=100, blank=True)
+    cta_url = models.URLField(_("call-to-action URL"), blank=True)
     topic = models.ForeignKey(
         Topic, null=True, blank=True, on_delete=models.SET_NULL, related_name="pieces"
     )
     reviewed_by = models.CharField(
-        max_length=200, blank=True, help_text="Name and credentials of the clinical reviewer."
+        max_length=200, blank=True, help_text=_("Name and credentials of the clinical reviewer.")
     )
     reviewed_on = models.DateField(null=True, blank=True)
     review_due = models.DateField(
         null=True,
         blank=True,
-        help_text="When the clinical review must be renewed. Left blank: "
-        "NEWSLETTER_REVIEW_MONTHS after the review date.",
+        help_text=_(
+            "When the clinical review must be renewed. Left blank: "
+            "NEWSLETTER_REVIEW_MONTHS after the review date."
+        ),
     )
     language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
+    # The piece's translations share a group: one piece per language in each
+    # (newsletter.translations links them).
+    translation_group = models.UUIDField(null=True, blank=True, editable=False, db_index=True)
+    needs_translation_review = models.BooleanField(
+        default=False,
+        help_text=_(
+            "A translation not yet checked by a clinician who reads this language: "
+            "readers see a note saying so."
+        ),
+    )
     home_position = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Show on the home page at this position; leave blank to leave it off.",
+        help_text=_("Show on the home page at this position; leave blank to leave it off."),
     )
     # The last person who changed it: they may not approve an issue containing it.
     last_edited_by = models.ForeignKey(
@@ -195,6 +226,9 @@ class EducationPiece(models.Model):
                 condition=models.Q(cta_label="") | ~models.Q(cta_url=""),
                 name="piece_cta_label_needs_url",
             ),
+            models.UniqueConstraint(
+                fields=["translation_group", "language"], name="piece_one_per_language"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -208,27 +242,27 @@ class EducationPiece(models.Model):
 
 class Issue(models.Model):
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        SCHEDULED = "scheduled", "Scheduled"
-        SENDING = "sending", "Sending"
-        PAUSED = "paused", "Paused"
-        SENT = "sent", "Sent"
-        CANCELLED = "cancelled", "Cancelled"
+        DRAFT = "draft", _("Draft")
+        SCHEDULED = "scheduled", _("Scheduled")
+        SENDING = "sending", _("Sending")
+        PAUSED = "paused", _("Paused")
+        SENT = "sent", _("Sent")
+        CANCELLED = "cancelled", _("Cancelled")
 
     class Kind(models.TextChoices):
-        ISSUE = "issue", "Issue"
+        ISSUE = "issue", _("Issue")
         # Owned by a welcome-series step: never archived, never finished (see series.py).
-        SERIES_STEP = "series_step", "Welcome series step"
+        SERIES_STEP = "series_step", _("Welcome series step")
 
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.ISSUE, editable=False)
     subject = models.CharField(max_length=200)
     slug = models.SlugField(max_length=200, unique=True)
     preheader = models.CharField(
-        max_length=200, blank=True, help_text="The line inboxes show after the subject."
+        max_length=200, blank=True, help_text=_("The line inboxes show after the subject.")
     )
-    intro = models.TextField(blank=True, help_text="Markdown, shown before the pieces.")
+    intro = models.TextField(blank=True, help_text=_("Markdown, shown before the pieces."))
     topics = models.ManyToManyField(
-        Topic, related_name="issues", help_text="Readers of any of these topics receive it."
+        Topic, related_name="issues", help_text=_("Readers of any of these topics receive it.")
     )
     pieces: "models.ManyToManyField[EducationPiece, IssuePiece]" = models.ManyToManyField(
         EducationPiece, through="IssuePiece", related_name="issues"
@@ -245,7 +279,7 @@ class Issue(models.Model):
     rendered_text = models.TextField(blank=True, editable=False)
     send_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     error_count = models.PositiveIntegerField(
-        default=0, editable=False, help_text="ESP calls that failed for good during this send."
+        default=0, editable=False, help_text=_("ESP calls that failed for good during this send.")
     )
     last_error = models.TextField(blank=True, editable=False)
     # The ledger's figures for this issue (rows per Delivery status, maybe_duplicate),
@@ -307,11 +341,11 @@ class Delivery(models.Model):
     """
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        FAILED = "failed", "Failed"
-        SKIPPED = "skipped", "Skipped"
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+        SKIPPED = "skipped", _("Skipped")
 
     # No index of its own: the unique (issue, subscriber) index starts with it. Every
     # index on this table costs an index entry per status update (see Meta.indexes).
@@ -342,7 +376,7 @@ class Delivery(models.Model):
         ]
         # Partial indexes: each holds only the rows a sending step looks for, so a
         # claim walks the queued rows in id order and never the rows already sent, and
-        # a row gains an index entry only when it enters that state (migration 0016
+        # a row gains an index entry only when it enters that state (migration 0018
         # also sets the table's fillfactor and autovacuum on PostgreSQL).
         indexes = [
             models.Index(
@@ -374,14 +408,14 @@ class DeliveryEvent(models.Model):
     """
 
     class Kind(models.TextChoices):
-        DELIVERED = "delivered", "Delivered"
-        BOUNCED = "bounced", "Bounced (hard)"
-        SOFT_BOUNCED = "soft_bounced", "Bounced (soft)"
-        COMPLAINED = "complained", "Complained"
-        UNSUBSCRIBED = "unsubscribed", "Unsubscribed at the ESP"
-        OPENED = "opened", "Opened"
-        CLICKED = "clicked", "Clicked"
-        OTHER = "other", "Other"
+        DELIVERED = "delivered", _("Delivered")
+        BOUNCED = "bounced", _("Bounced (hard)")
+        SOFT_BOUNCED = "soft_bounced", _("Bounced (soft)")
+        COMPLAINED = "complained", _("Complained")
+        UNSUBSCRIBED = "unsubscribed", _("Unsubscribed at the ESP")
+        OPENED = "opened", _("Opened")
+        CLICKED = "clicked", _("Clicked")
+        OTHER = "other", _("Other")
 
     esp = models.CharField(max_length=30)
     event_key = models.CharField(max_length=200)
@@ -439,8 +473,8 @@ class IssueReview(models.Model):
     whose fingerprint it records (approval.fingerprint); any edit voids it."""
 
     class Decision(models.TextChoices):
-        APPROVED = "approved", "Approved"
-        CHANGES_REQUESTED = "changes_requested", "Changes requested"
+        APPROVED = "approved", _("Approved")
+        CHANGES_REQUESTED = "changes_requested", _("Changes requested")
 
     issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="reviews")
     reviewer = models.ForeignKey(
@@ -493,13 +527,14 @@ class WelcomeSeries(models.Model):
 class SeriesStep(models.Model):
     """One email of a series: an education piece or a short message, sent `delay_days`
     after the reader joined. Its content lives in its own Issue (kind series_step),
-    so it is approved, rendered and sent as issues are."""
+    so it is approved, rendered and sent as issues are. Steps go out in the order of
+    their delay (position breaks ties between steps of the same day)."""
 
     series = models.ForeignKey(WelcomeSeries, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveIntegerField(default=0)
-    delay_days = models.PositiveIntegerField(help_text="Days after the reader joined.")
+    delay_days = models.PositiveIntegerField(help_text=_("Days after the reader joined."))
     subject = models.CharField(max_length=200)
-    message = models.TextField(blank=True, help_text="Markdown, shown before the piece.")
+    message = models.TextField(blank=True, help_text=_("Markdown, shown before the piece."))
     piece = models.ForeignKey(
         EducationPiece, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -508,7 +543,7 @@ class SeriesStep(models.Model):
     )
 
     class Meta:
-        ordering = ["series", "position", "delay_days", "pk"]
+        ordering = ["series", "delay_days", "position", "pk"]
         constraints = [
             models.CheckConstraint(
                 condition=~models.Q(message="") | models.Q(piece__isnull=False),
@@ -522,13 +557,17 @@ class SeriesStep(models.Model):
 
 class SeriesEnrolment(models.Model):
     """A reader's place in a series. `started_at` null: the reader was on the topic
-    before the series existed, so they do not get it."""
+    before the series existed, so they do not get it. `stopped_at`: the reader left
+    (unsubscribed, suppressed, left the topic or changed language); nothing more of the
+    series is sent to them, even if they come back. What each reader got of each step
+    is in the Delivery ledger (series.py)."""
 
     series = models.ForeignKey(WelcomeSeries, on_delete=models.CASCADE, related_name="enrolments")
     subscriber = models.ForeignKey(
         Subscriber, on_delete=models.CASCADE, related_name="series_enrolments"
     )
     started_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -547,14 +586,16 @@ class ApiKey(models.Model):
     in the consent log of everything it changes."""
 
     class Scope(models.TextChoices):
-        READ = "read", "Read: look up a reader's status, list sent issues"
-        WRITE = "write", "Write: also add readers, change topics, unsubscribe"
+        READ = "read", _("Read: look up a reader's status, list sent issues")
+        WRITE = "write", _("Write: also add readers, change topics, unsubscribe")
 
     name = models.SlugField(
-        max_length=100, unique=True, help_text="The system using it, e.g. “patient-portal”."
+        max_length=100, unique=True, help_text=_("The system using it, e.g. “patient-portal”.")
     )
     scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.READ)
-    prefix = models.CharField(max_length=16, editable=False, help_text="The key's first letters.")
+    prefix = models.CharField(
+        max_length=16, editable=False, help_text=_("The key's first letters.")
+    )
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(

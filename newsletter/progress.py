@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from newsletter.models import Delivery, DeliveryEvent, Issue
@@ -26,18 +26,57 @@ RATE = "rate"
 FINAL = "final"
 
 
+# The window recent_rate measures over: long enough to smooth out batch-sized steps,
+# short enough to follow a rate limit change or a pause.
+RATE_WINDOW_SECONDS = 60
+
+
+def estimate_seconds_left(*, remaining: int, rate: float) -> float | None:
+    """Seconds until `remaining` rows are done at `rate` rows per second: 0 when nothing
+    is left, None when nothing was sent recently (no rate to go by, e.g. paused)."""
+    if remaining <= 0:
+        return 0.0
+    if rate <= 0:
+        return None
+    return remaining / rate
+
+
 @dataclass(frozen=True)
 class Progress:
     counts: dict[str, int]
     total: int
     rate: float  # recipients per second between the last two counts
-    seconds_left: float | None
     maybe_duplicates: int
     counted_at: datetime | None = None
 
     @property
     def done(self) -> int:
         return self.counts[Row.SENT] + self.counts[Row.FAILED] + self.counts[Row.SKIPPED]
+
+    @property
+    def remaining(self) -> int:
+        return self.counts[Row.QUEUED] + self.counts[Row.SENDING]
+
+    @property
+    def seconds_left(self) -> float | None:
+        """The time-left estimate every screen shows (the progress page, its JSON,
+        `send_issue --wait`): the rows still to go at the recent rate."""
+        return estimate_seconds_left(remaining=self.remaining, rate=self.rate)
+
+
+def recent_rate(issue: Issue, *, now: datetime | None = None) -> float:
+    """Rows sent per second over the last RATE_WINDOW_SECONDS, from the rows themselves
+    (a send that started inside the window is measured from its first row). It reads
+    the issue's rows sent in the window: for a one-off look, not for a page that
+    refreshes; issue_progress's rate comes from the kept counts instead."""
+    now = now or timezone.now()
+    since = now - timedelta(seconds=RATE_WINDOW_SECONDS)
+    recent = Delivery.objects.filter(issue=issue, status=Row.SENT, sent_at__gte=since)
+    figures = recent.aggregate(sent=Count("pk"), first=Min("sent_at"))
+    if not figures["sent"]:
+        return 0.0
+    elapsed = (now - figures["first"]).total_seconds()
+    return figures["sent"] / max(elapsed, 1.0)
 
 
 def count_ledger(issue_id: int) -> dict[str, int]:
@@ -102,13 +141,10 @@ def issue_progress(issue: Issue) -> Progress:
     ended = issue.status in (Issue.Status.SENT, Issue.Status.CANCELLED)
     counts = issue.progress_counts if _fresh(issue, now) else recount(issue, final=ended)
     by_status = {status: int(counts.get(status, 0)) for status in Row.values}
-    rate = float(counts.get(RATE, 0.0))
-    left = by_status[Row.QUEUED] + by_status[Row.SENDING]
     return Progress(
         counts=by_status,
         total=sum(by_status.values()),
-        rate=rate,
-        seconds_left=(left / rate) if rate and left else (0.0 if not left else None),
+        rate=float(counts.get(RATE, 0.0)),
         maybe_duplicates=int(counts.get(MAYBE_DUPLICATES, 0)),
         counted_at=issue.progress_counted_at,
     )

@@ -24,16 +24,29 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
-from django.utils import timezone
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.utils import timezone, translation
 
 from newsletter import approval, composing, esp, progress, subscriptions
 from newsletter.errors import NewsletterError
 from newsletter.esp import CallResult, Recipient
 from newsletter.models import Delivery, Issue, Subscriber
-from newsletter.progress import Progress, issue_progress
+from newsletter.progress import (
+    RATE_WINDOW_SECONDS,
+    Progress,
+    estimate_seconds_left,
+    issue_progress,
+    recent_rate,
+)
 
-__all__ = ["Progress", "issue_progress"]  # kept here for the callers that read them here
+# Kept here for the callers that read them here.
+__all__ = [
+    "RATE_WINDOW_SECONDS",
+    "Progress",
+    "estimate_seconds_left",
+    "issue_progress",
+    "recent_rate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +121,19 @@ def start_issue(*, issue_id: int) -> int:
         issue = Issue.objects.select_for_update().get(pk=issue_id)
         if issue.status not in (Status.DRAFT, Status.SCHEDULED):
             return 0
+        if issue.kind != Issue.Kind.ISSUE:
+            # A welcome-series step goes to each reader at their time (series.py).
+            raise IssueStateError("a welcome-series step is sent by its series")
         approval.require_valid(issue)  # rule 9: raises ApprovalMissing
         rendered = composing.render_issue(issue)
         issue.rendered_html, issue.rendered_text = rendered.html, rendered.text
         issue.status = Status.SENDING
         issue.send_started_at = timezone.now()
-        issue.save(update_fields=["rendered_html", "rendered_text", "status", "send_started_at"])
+        issue.last_error = ""  # e.g. why it was held at its scheduled time (approval.py)
+        issue.save(
+            update_fields=["rendered_html", "rendered_text", "status", "send_started_at",
+                           "last_error"]
+        )  # fmt: skip
         queued = _snapshot_audience(issue)
         _queue_lanes(issue.pk, queued)
     logger.info("Issue %s: sending to %d readers", issue.pk, queued)
@@ -165,13 +185,19 @@ def _queue_lanes(issue_id: int, rows: int) -> None:
         transaction.on_commit(partial(tasks.bulk_send.delay, issue_id))
 
 
+def queue_lanes(*, issue_id: int, rows: int) -> None:
+    """Queue send tasks for rows a caller added to a sending issue's ledger (the
+    welcome series adds each step's rows as readers come due: series.py)."""
+    _queue_lanes(issue_id, rows)
+
+
 def schedule_issue(*, issue_id: int, when: datetime) -> None:
     """Have the periodic task start a draft issue at `when`. Raises ApprovalMissing
     unless it is approved (checked again when it comes due)."""
     approval.require_valid(Issue.objects.get(pk=issue_id))
-    changed = Issue.objects.filter(pk=issue_id, status__in=[Status.DRAFT, Status.SCHEDULED]).update(
-        status=Status.SCHEDULED, scheduled_at=when
-    )
+    changed = Issue.objects.filter(
+        pk=issue_id, status__in=[Status.DRAFT, Status.SCHEDULED], kind=Issue.Kind.ISSUE
+    ).update(status=Status.SCHEDULED, scheduled_at=when)
     if not changed:
         raise IssueStateError("only a draft or scheduled issue can be scheduled")
 
@@ -260,9 +286,9 @@ def send_batch(*, issue_id: int) -> int:
         finish_if_done(issue_id=issue_id)
         return 0
     if recipients:
-        issue = Issue.objects.only("pk", "subject", "rendered_html", "rendered_text").get(
-            pk=issue_id
-        )
+        issue = Issue.objects.only(
+            "pk", "subject", "rendered_html", "rendered_text", "language"
+        ).get(pk=issue_id)
         _dispatch(issue, claim, recipients)
     return max(len(recipients), 1)
 
@@ -371,9 +397,12 @@ def _dispatch(issue: Issue, claim: str, recipients: list[Recipient]) -> None:
     adapter = esp.adapter()
     by_id = {r.delivery_id: r for r in recipients}
     try:
-        adapter.prepare(issue)
-        for result in adapter.send(issue, recipients):
-            _record(issue.pk, claim, by_id, result)
+        # In the issue's language: each reader's salutation, their links to the pages in
+        # that language, and the Content-Language header.
+        with translation.override(issue.language):
+            adapter.prepare(issue)
+            for result in adapter.send(issue, recipients):
+                _record(issue.pk, claim, by_id, result)
     finally:
         _release(claim)
 
@@ -395,11 +424,27 @@ def _mark_sent(claim: str, sent: list[tuple[int, str]], *, whole_batch: bool) ->
     for delivery_id, message_id in sent:
         by_message_id.setdefault(message_id, []).append(delivery_id)
     now = timezone.now()
-    for message_id, ids in by_message_id.items():
-        rows = Delivery.objects.filter(claim=claim, status=Row.SENDING)
-        if not (whole_batch and len(by_message_id) == 1):
+    rows = Delivery.objects.filter(claim=claim, status=Row.SENDING)
+    if len(by_message_id) == 1:
+        message_id, ids = next(iter(by_message_id.items()))
+        if not whole_batch:
             rows = rows.filter(pk__in=ids)
         rows.update(status=Row.SENT, esp_message_id=message_id, sent_at=now, lease_until=None)
+        return
+    # One id per recipient (SendGrid, Postmark, SES, per-message sends): one UPDATE per
+    # chunk with each row's own id, not one per recipient.
+    for start in range(0, len(sent), SENT_CHUNK):
+        chunk = sent[start : start + SENT_CHUNK]
+        rows.filter(pk__in=[pk for pk, _ in chunk]).update(
+            status=Row.SENT,
+            esp_message_id=Case(*(When(pk=pk, then=Value(mid)) for pk, mid in chunk)),
+            sent_at=now,
+            lease_until=None,
+        )
+
+
+# Rows per UPDATE when each has its own message id (two parameters a row).
+SENT_CHUNK = 500
 
 
 def _record_call_failure(issue_id: int, claim: str, failed: list[int], error: str) -> None:

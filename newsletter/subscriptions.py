@@ -13,17 +13,19 @@ from functools import partial
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from newsletter.errors import NewsletterError
 from newsletter.models import ConsentEvent, Subscriber, Topic
 
-# Shown beside the signup button and stored, word for word, with every signup.
-CONSENT_WORDING = (
+# Shown beside the signup button and stored, word for word (in the language the reader
+# saw it in), with every signup.
+CONSENT_WORDING = _(
     "Yes, email me Advances, the cancer center's free patient-education newsletter, "
     "about the topics I ticked. I can unsubscribe at any time with the link in every email."
 )
 # Shown on the confirmation page beside its button, and stored with the confirmation.
-CONFIRM_WORDING = "Confirm that you want to receive Advances at this address."
+CONFIRM_WORDING = _("Confirm that you want to receive Advances at this address.")
 
 Status = Subscriber.Status
 
@@ -34,6 +36,8 @@ class SubscriberEmail(enum.StrEnum):
     CONFIRM = "confirm"
     WELCOME = "welcome"
     ALREADY_SUBSCRIBED = "already_subscribed"
+    # After an unsubscribe: the proof that it worked, and the way back.
+    GOODBYE = "goodbye"
 
 
 class NotPending(NewsletterError):
@@ -102,7 +106,7 @@ def subscribe(
             subscriber,
             ConsentEvent.Kind.SIGNUP,
             origin,
-            wording=CONSENT_WORDING,
+            wording=str(CONSENT_WORDING),
             detail={"topics": [topic.slug for topic in chosen]},
         )
         if not was_pending or _may_notify_again(subscriber):
@@ -125,7 +129,7 @@ def confirm_subscription(*, subscriber: Subscriber, origin: Origin) -> bool:
             raise NotPending(subscriber.status)
         subscriber.status = Status.ACTIVE
         subscriber.confirmed_at = timezone.now()
-        _log(subscriber, ConsentEvent.Kind.CONFIRM, origin, wording=CONFIRM_WORDING)
+        _log(subscriber, ConsentEvent.Kind.CONFIRM, origin, wording=str(CONFIRM_WORDING))
         _notify(subscriber, SubscriberEmail.WELCOME)
         subscriber.save()
     return True
@@ -151,9 +155,14 @@ def unsubscribe(*, subscriber: Subscriber, origin: Origin) -> bool:
         subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
         if subscriber.status not in (Status.PENDING, Status.ACTIVE):
             return False
+        was_active = subscriber.status == Status.ACTIVE
         subscriber.status = Status.UNSUBSCRIBED
         subscriber.unsubscribed_at = timezone.now()
         _log(subscriber, ConsentEvent.Kind.UNSUBSCRIBE, origin)
+        # A reader who was receiving Advances gets one last email saying it worked; an
+        # address that never confirmed gets nothing (it may not be theirs).
+        if was_active:
+            _notify(subscriber, SubscriberEmail.GOODBYE)
         subscriber.save()
     return True
 
@@ -181,22 +190,26 @@ def suppress(*, subscriber_id: int, status: str, reason: str, source: str = "esp
 
 
 def update_preferences(
-    *, subscriber: Subscriber, first_name: str, topics: Iterable[Topic], origin: Origin
+    *,
+    subscriber: Subscriber,
+    first_name: str,
+    topics: Iterable[Topic],
+    origin: Origin,
+    language: str | None = None,
 ) -> None:
-    """Change the name and topics of a pending or active subscriber and log it."""
+    """Change the name, topics and (when given) language of a pending or active
+    subscriber and log it. The language is that of every later page and email."""
     chosen = list(topics)
     with transaction.atomic():
         subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
         if subscriber.status not in (Status.PENDING, Status.ACTIVE):
             raise NotPending(subscriber.status)
         subscriber.first_name = first_name.strip()
+        detail: dict[str, object] = {"topics": [topic.slug for topic in chosen]}
+        if language and language != subscriber.language:
+            subscriber.language = detail["language"] = language
         subscriber.topics.set(chosen)
-        _log(
-            subscriber,
-            ConsentEvent.Kind.PREFERENCES,
-            origin,
-            detail={"topics": [topic.slug for topic in chosen]},
-        )
+        _log(subscriber, ConsentEvent.Kind.PREFERENCES, origin, detail=detail)
         subscriber.save()
 
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 from celery import Task, shared_task
 
-from newsletter import emails, privacy, sending, tracking
+from newsletter import emails, privacy, review_due, sending, series, tracking
 
 MAX_RETRIES = 8
 RETRY_CAP_SECONDS = 600
@@ -79,3 +79,15 @@ def apply_delivery_event(event_id: int) -> None:
 @shared_task
 def take_list_snapshot() -> None:
     tracking.take_snapshot()
+
+
+@shared_task
+def run_series() -> None:
+    """Welcome series: enrol, stop, and queue the steps that are due (bulk lanes)."""
+    series.run_series()
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def send_reviews_due(self: Task) -> None:
+    """The weekly reminder to the Clinical reviewers (transactional queue)."""
+    retrying(self, review_due.send_reminder)

@@ -276,7 +276,7 @@ class IssueOutcome:
     def rows(self) -> list["OutcomeRow"]:
         """One row per kind shown, in order, for the table and the chart."""
         labels = dict(Kind.choices)
-        return [OutcomeRow(k, labels[k], n, self.rate(k)) for k, n in self.counts.items()]
+        return [OutcomeRow(k, str(labels[k]), n, self.rate(k)) for k, n in self.counts.items()]
 
     @property
     def complaints_over_line(self) -> bool:

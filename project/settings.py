@@ -5,10 +5,12 @@ SQLite in var/, tasks inline, email written to var/outbox/. See README.md for th
 full table. With DEBUG off, SECRET_KEY is required and cookies and HSTS are strict.
 """
 
+import json
 import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
@@ -68,6 +70,9 @@ MIDDLEWARE = [
     "project.security.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After sessions, before CommonMiddleware (Django's order): the /es/ prefix picks
+    # Spanish; unprefixed reader pages are English; staff pages follow the browser.
+    "newsletter.languages.LanguageMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -87,6 +92,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "newsletter.context_processors.newsletter",
@@ -148,7 +154,11 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en"
 # Readers' languages: every public page and email exists in each (locale/ catalogues).
+# Each name is in its own language: it is what the language switch shows. Adding one:
+# docs/languages.md.
 LANGUAGES = [("en", "English"), ("es", "Español")]
+# One catalogue for the project's templates and code (`make messages` updates it).
+LOCALE_PATHS = [BASE_DIR / "newsletter" / "locale"]
 TIME_ZONE = os.environ.get("TIME_ZONE", "America/Chicago")
 USE_I18N = True
 USE_TZ = True
@@ -212,12 +222,23 @@ CONTENT_SECURITY_POLICY = {
 # window; the next attempt is answered 429 until the window ends (project.security).
 ADMIN_LOGIN_RATE = os.environ.get("ADMIN_LOGIN_RATE", "10/15m")
 
+# The reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is
+# believed; every other peer's address is REMOTE_ADDR itself, whatever it sends. Empty
+# by default: a header anyone can forge moves no rate limit. docker-compose sets it to
+# its Caddy's fixed address. The system check newsletter.E010 refuses a bad entry.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+# django-ratelimit's "ip" key (the admin login limit) reads the same client address.
+RATELIMIT_IP_META_KEY = "newsletter.views.clients.client_ip_for_ratelimit"
+
 # --- Email. Without ESP, each message becomes one .eml file in var/outbox/.
 # With ESP=mailgun (postmark, amazon_ses, ...), Anymail's backend for it, configured
 # from environment variables under Anymail's own names (MAILGUN_API_KEY, ...).
 ESP = os.environ.get("ESP", "").strip().lower()
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Advances <advances@example.org>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The domain after the @ in Message-IDs the site writes itself (the outbox); empty means
+# SITE_URL's host. ESPs assign their own on their own domain.
+MESSAGE_ID_DOMAIN = os.environ.get("MESSAGE_ID_DOMAIN", "").strip()
 EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "outbox"))
 NEWSLETTER_TRACKING = env_bool("NEWSLETTER_TRACKING")
 ANYMAIL: dict[str, object] = {
@@ -228,16 +249,40 @@ ANYMAIL: dict[str, object] = {
         "track_clicks": NEWSLETTER_TRACKING,
     },
 }
+# Only these ESPs take tracking per message in Anymail; the others (Brevo, Amazon SES
+# with its configuration set, Resend, ...) take it from the account, where an operator
+# turns it off, and Anymail refuses the option for them.
+TRACKING_PER_MESSAGE = {
+    "mailgun", "mailjet", "mandrill", "mailersend", "postmark", "sendgrid", "sparkpost",
+    "unisender_go",
+}  # fmt: skip
+if ESP and ESP not in TRACKING_PER_MESSAGE:
+    ANYMAIL["SEND_DEFAULTS"] = {}
 # A stuck ESP call is cut off after this many seconds and retried (network error).
 ANYMAIL["REQUESTS_TIMEOUT"] = float(os.environ.get("ANYMAIL_REQUESTS_TIMEOUT", "") or 30)
 if os.environ.get("ANYMAIL_WEBHOOK_SECRET"):
     ANYMAIL["WEBHOOK_SECRET"] = os.environ["ANYMAIL_WEBHOOK_SECRET"]
-if ESP:
+if ESP == "smtp":
+    # The center's own relay, with Django's SMTP settings; STARTTLS unless told not to
+    # (EMAIL_USE_SSL=true for implicit TLS on port 465 instead).
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)
+    EMAIL_PORT = env_int("EMAIL_PORT", 465 if EMAIL_USE_SSL else 587)
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+elif ESP:
     EMAIL_BACKEND = f"anymail.backends.{ESP}.EmailBackend"
     _esp_prefix = ESP.upper() + "_"
     ANYMAIL.update(
         {name: value for name, value in os.environ.items() if name.startswith(_esp_prefix)}
     )
+    # Anymail's boto3 settings for Amazon SES are dicts; from the environment, JSON.
+    for _name in ("AMAZON_SES_CLIENT_PARAMS", "AMAZON_SES_SESSION_PARAMS"):
+        if isinstance(ANYMAIL.get(_name), str):
+            ANYMAIL[_name] = json.loads(str(ANYMAIL[_name]))
 else:
     EMAIL_BACKEND = "newsletter.outbox.OutboxEmailBackend"
 
@@ -260,6 +305,12 @@ NEWSLETTER_LEASE_SECONDS = env_int("NEWSLETTER_LEASE_SECONDS", 600)
 NEWSLETTER_LANES = env_int("NEWSLETTER_LANES", 16)
 # Recipients per second across all workers (shared through Redis); 0 is unlimited.
 NEWSLETTER_MAX_RATE = env_int("NEWSLETTER_MAX_RATE", 0)
+# Threads sending at once, each over its own kept-open connection, where an ESP takes
+# one message per call (newsletter/esp/per_message.py).
+NEWSLETTER_SEND_CONCURRENCY = env_int("NEWSLETTER_SEND_CONCURRENCY", 8)
+# true: one message per reader even where the ESP has a batch path (e.g. an SES account
+# whose key may not manage templates).
+NEWSLETTER_PER_MESSAGE = env_bool("NEWSLETTER_PER_MESSAGE")
 # ESP calls that fail for good before a send pauses itself.
 NEWSLETTER_MAX_ERRORS = env_int("NEWSLETTER_MAX_ERRORS", 5)
 # How old an issue's progress figures may be before the page counts the ledger again.
@@ -270,8 +321,22 @@ NEWSLETTER_DELIVERY_DAYS = env_int("NEWSLETTER_DELIVERY_DAYS", 180)
 # Rule 9: nothing is sent without a clinical reviewer's approval. false is for a
 # one-person demo only.
 NEWSLETTER_REQUIRE_APPROVAL = env_bool("NEWSLETTER_REQUIRE_APPROVAL", True)
+# Reading level each language's education should meet (newsletter.readability): for
+# English the Flesch-Kincaid grade is at most this; for Spanish the Fernández Huerta
+# ease is at least this (higher is easier; 70 is plain language). "en:8,es:70".
+NEWSLETTER_READING_TARGETS = {
+    code: float(target)
+    for code, _, target in (
+        item.partition(":") for item in env_list("NEWSLETTER_READING_TARGETS", "en:8,es:70")
+    )
+}
 # An education piece's clinical review is due this many months after it was reviewed.
 NEWSLETTER_REVIEW_MONTHS = env_int("NEWSLETTER_REVIEW_MONTHS", 12)
+# The weekly reviewers' email lists pieces whose review falls due within this many days.
+NEWSLETTER_REVIEW_NOTICE_DAYS = env_int("NEWSLETTER_REVIEW_NOTICE_DAYS", 30)
+# Welcome series (newsletter/series.py): how long a series "day" lasts. Shorten it for a
+# demo (e.g. 60: a ten-day series in ten minutes); production keeps a real day.
+NEWSLETTER_SERIES_DAY_SECONDS = env_int("NEWSLETTER_SERIES_DAY_SECONDS", 24 * 60 * 60)
 # An optional mailto: for List-Unsubscribe, beside the one-click HTTPS URL.
 NEWSLETTER_UNSUBSCRIBE_MAILTO = os.environ.get("NEWSLETTER_UNSUBSCRIBE_MAILTO", "")
 NEWSLETTER_SIGNUP_RATE_IP = os.environ.get("NEWSLETTER_SIGNUP_RATE_IP", "20/h")
@@ -331,6 +396,18 @@ CELERY_BEAT_SCHEDULE["newsletter-retention"] = {
 CELERY_BEAT_SCHEDULE["newsletter-list-snapshot"] = {
     "task": "newsletter.tasks.take_list_snapshot",
     "schedule": 60 * 60.0,
+}
+# Every 30 s: enrol new readers in welcome series and queue the steps that are due
+# (the rows then go out on the bulk queue like an issue's).
+CELERY_BEAT_SCHEDULE["newsletter-series"] = {
+    "task": "newsletter.tasks.run_series",
+    "schedule": 30.0,
+}
+# Weekly (Mondays 14:00 UTC, morning in Madison): tell the Clinical reviewers which education
+# pieces' reviews fall due within NEWSLETTER_REVIEW_NOTICE_DAYS (transactional queue).
+CELERY_BEAT_SCHEDULE["newsletter-reviews-due"] = {
+    "task": "newsletter.tasks.send_reviews_due",
+    "schedule": crontab(minute=0, hour=14, day_of_week=1),
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

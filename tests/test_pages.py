@@ -134,7 +134,7 @@ def test_privacy_page_states_this_deployments_retention_and_the_consent_wording(
     content = unescape(client.get(reverse("newsletter:privacy")).content.decode())
     assert "never confirmed is deleted after 12 days" in content
     assert "deleted after 90 days" in content
-    assert CONSENT_WORDING in content
+    assert str(CONSENT_WORDING) in content
     assert "Email me my data" in content
     assert "Erase my data" in content
     assert "unsubscribe link" in content

@@ -276,6 +276,8 @@ def test_batch_size_follows_the_esp_and_the_rate(settings):
     settings.ESP = "postmark"
     settings.NEWSLETTER_BATCH_SIZE = 0
     settings.NEWSLETTER_MAX_RATE = 0
+    assert sending.batch_size() == 500
+    settings.ESP = "resend"  # one message per reader
     assert sending.batch_size() == 100
 
 
@@ -308,3 +310,24 @@ def test_suppressing_a_subscriber_logs_consent_and_stops_email(subscriber_factor
     subscriber.refresh_from_db()
     assert subscriber.status == "bounced"
     assert subscriber.consent_events.filter(kind=ConsentEvent.Kind.SUPPRESSED).count() == 1
+
+
+def test_time_left_is_the_rows_to_go_at_the_recent_rate():
+    assert sending.estimate_seconds_left(remaining=600, rate=200.0) == 3.0
+    assert sending.estimate_seconds_left(remaining=0, rate=0.0) == 0.0
+    # Nothing sent recently (paused, or not started): no figure rather than a wrong one.
+    assert sending.estimate_seconds_left(remaining=10, rate=0.0) is None
+
+
+def test_recent_rate_counts_from_the_first_row_of_a_young_send(issue, readers):
+    sending.start_issue(issue_id=issue.pk)
+    now = timezone.now()
+    rows = list(Delivery.objects.filter(issue=issue).order_by("pk"))
+    for row in rows[:4]:
+        row.status, row.sent_at = Delivery.Status.SENT, now - timedelta(seconds=2)
+    Delivery.objects.bulk_update(rows[:4], ["status", "sent_at"])
+    # Four rows in the last two seconds: 2 per second, not 4 per minute.
+    assert sending.recent_rate(issue, now=now) == 2.0
+    progress = sending.issue_progress(issue)
+    assert progress.remaining == 6
+    assert progress.seconds_left == pytest.approx(6 / progress.rate)

@@ -1,7 +1,8 @@
 """The admin, by audience: `readers` (topics, subscribers, ESP events), `data_rights`
 (export, erase, import), `content` (education pieces and issues: preview, test, send),
-`approval` (the clinical reviewers' queue and issue histories)."""
+`approval` (the clinical reviewers' queue and issue histories), `series` (welcome
+series and their steps)."""
 
-from newsletter.admin import api_keys, approval, content, readers
+from newsletter.admin import api_keys, approval, content, readers, series
 
-__all__ = ["api_keys", "approval", "content", "readers"]
+__all__ = ["api_keys", "approval", "content", "readers", "series"]

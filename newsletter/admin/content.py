@@ -17,7 +17,7 @@ from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from newsletter import approval, charts, composing, sending, tasks, tracking
+from newsletter import approval, charts, composing, review_due, sending, tasks, tracking
 from newsletter.forms import (
     EducationPieceAdminForm,
     IssueAdminForm,
@@ -65,16 +65,19 @@ class ReviewDueFilter(admin.SimpleListFilter):
     parameter_name = "review"
 
     def lookups(self, request, model_admin):
-        return [("overdue", _("Overdue")), ("due-soon", _("Due within 30 days"))]
+        days = settings.NEWSLETTER_REVIEW_NOTICE_DAYS
+        return [
+            ("overdue", _("Overdue")),
+            ("due-soon", _("Due within %(days)d days") % {"days": days}),
+        ]
 
     def queryset(self, request, queryset):
         today = timezone.localdate()
         if self.value() == "overdue":
             return queryset.filter(review_due__lt=today)
         if self.value() == "due-soon":
-            return queryset.filter(
-                review_due__gte=today, review_due__lte=today + timedelta(days=30)
-            )
+            horizon = today + timedelta(days=settings.NEWSLETTER_REVIEW_NOTICE_DAYS)
+            return queryset.filter(review_due__gte=today, review_due__lte=horizon)
         return queryset
 
 
@@ -93,9 +96,32 @@ class EducationPieceAdmin(admin.ModelAdmin):
         ("Readability", {"fields": ["reading_level", "created_at", "updated_at"]}),
     ]
 
+    actions = ["record_rereview"]
+
     def save_model(self, request, obj, form, change):
         obj.last_edited_by = request.user  # may not approve an issue containing it
         super().save_model(request, obj, form, change)
+
+    @admin.action(
+        description=gettext_lazy("Record a re-review (reviewed today, by me)"),
+        permissions=["rereview"],
+    )
+    def record_rereview(self, request, queryset):
+        user = request.user
+        name = user.get_full_name() or user.get_username()
+        changed = review_due.record_rereview(
+            piece_ids=list(queryset.values_list("pk", flat=True)), reviewed_by=name
+        )
+        messages.success(
+            request,
+            _("Re-review recorded for %(count)d pieces, by %(name)s; next review due in "
+              "%(months)d months.")
+            % {"count": changed, "name": name, "months": settings.NEWSLETTER_REVIEW_MONTHS},
+        )  # fmt: skip
+
+    def has_rereview_permission(self, request):
+        # Re-reviewing is the clinical reviewers' call (DESIGN: who uses it).
+        return request.user.has_perm("newsletter.approve_issue")
 
     @admin.display(description="clinical review")
     def review_status(self, piece: EducationPiece) -> str:

@@ -9,12 +9,12 @@ from django.urls import path
 
 from newsletter import charts, tracking
 from newsletter.admin.data_rights import SubscriberDataRightsMixin
-from newsletter.admin.embed import SubscriberEmbedMixin
+from newsletter.admin.embed import SubscriberEmbedMixin, TopicEmbedMixin
 from newsletter.models import ConsentEvent, DeliveryEvent, Subscriber, Topic
 
 
 @admin.register(Topic)
-class TopicAdmin(admin.ModelAdmin):
+class TopicAdmin(TopicEmbedMixin, admin.ModelAdmin):
     list_display = ["name", "slug", "is_default", "position"]
     list_editable = ["is_default", "position"]
     prepopulated_fields = {"slug": ["name"]}

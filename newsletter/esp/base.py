@@ -14,16 +14,21 @@ A subclass fills in:
 - `merge_format`: how the ESP names a per-recipient value in bodies and headers, as a
   format string taking the value's name (Mailgun `%recipient.{}%`, SendGrid `:{}`...);
 - `needs_template`: whether per-recipient content needs a template stored at the ESP
-  (Postmark, Amazon SES), which `prepare` creates or updates once per issue;
-- `send`, unless the generic batch or per-message behaviour below fits.
+  (Postmark, Amazon SES), which the adapter creates or updates once per issue
+  before its first batch call (`batch.StoredTemplateAdapter`);
+- `esp_extra`: Anymail `esp_extra` every batch call carries (e.g. SendGrid's
+  `merge_field_format`, Mailjet's `TemplateLanguage`);
+- `send`, unless the generic batch (`batch.BatchAdapter`) or per-message
+  (`per_message.PerMessageAdapter`) behaviour fits. docs/esps.md says how to add an ESP.
 """
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import ClassVar
 
-from anymail.exceptions import AnymailError
+from django.conf import settings
 from django.core.mail.backends.base import BaseEmailBackend
 
 from newsletter import composing, emails
@@ -84,7 +89,7 @@ def rendered(issue: Issue) -> RenderedIssue:
     return snapshot(issue.pk, issue.subject, issue.rendered_html, issue.rendered_text)
 
 
-def call_failed(recipients: list[Recipient], error: AnymailError | OSError) -> CallResult:
+def call_failed(recipients: list[Recipient], error: Exception) -> CallResult:
     """The CallResult of a call that raised: retry later, or failed for good."""
     if emails.is_retryable(error):
         return CallResult(retry=error)
@@ -99,6 +104,7 @@ class EspAdapter:
     batch_limit: ClassVar[int | None] = None
     merge_format: ClassVar[str] = ""
     needs_template: ClassVar[bool] = False
+    esp_extra: ClassVar[dict[str, object]] = {}
 
     def __init__(self, name: str = "") -> None:
         self.esp = name or self.name
@@ -112,7 +118,40 @@ class EspAdapter:
         completes. After a result with `retry`, nothing more is sent."""
         raise NotImplementedError
 
+    # Keep each thread's connection to the ESP open from one batch to the next (an HTTP
+    # keep-alive session, a boto3 client: both recover from a dropped connection by
+    # themselves). Off for SMTP, whose idle sessions the server closes under us.
+    reuse_connections: ClassVar[bool] = True
+
     def connection(self) -> BaseEmailBackend:
+        """An open connection to the ESP for this thread; hand it back with `release`."""
         from django.core.mail import get_connection
 
-        return get_connection()
+        path = self.backend_path()
+        if not self.reuse_connections:
+            backend = get_connection(path)
+            backend.open()
+            return backend
+        # Keyed by the settings it was made from (tests and benchmarks change them).
+        key = (
+            path or settings.EMAIL_BACKEND,
+            repr(sorted(getattr(settings, "ANYMAIL", {}).items())),
+        )
+        kept: dict[tuple[str, str], BaseEmailBackend] = _kept.__dict__.setdefault("by_key", {})
+        backend = kept.get(key)
+        if backend is None:
+            backend = kept[key] = get_connection(path)
+            backend.open()
+        return backend
+
+    def backend_path(self) -> str | None:
+        """The email backend this adapter sends through (None: settings.EMAIL_BACKEND)."""
+        return None
+
+    def release(self, backend: BaseEmailBackend) -> None:
+        if not self.reuse_connections:
+            backend.close()
+
+
+# This thread's open connections to ESPs, by the settings they were made from.
+_kept = threading.local()

@@ -6,8 +6,11 @@ from django.db import migrations
 GROUP_PERMISSIONS = {
     "Editors": ["view_topic"],
     "Publishers": [
-        "view_topic", "add_topic", "change_topic",
-        "view_subscriber", "change_subscriber",
+        "view_topic",
+        "add_topic",
+        "change_topic",
+        "view_subscriber",
+        "change_subscriber",
         "view_consentevent",
     ],
 }

@@ -6,79 +6,194 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('newsletter', '0002_default_topic_and_groups'),
+        ("newsletter", "0002_default_topic_and_groups"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EducationPiece',
+            name="EducationPiece",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=200)),
-                ('slug', models.SlugField(max_length=200, unique=True)),
-                ('summary', models.CharField(help_text='One or two plain sentences.', max_length=500)),
-                ('body', models.TextField(help_text='Markdown. Every image needs alt text.')),
-                ('cta_label', models.CharField(blank=True, max_length=100, verbose_name='call-to-action label')),
-                ('cta_url', models.URLField(blank=True, verbose_name='call-to-action URL')),
-                ('reviewed_by', models.CharField(blank=True, help_text='Name and credentials of the clinical reviewer.', max_length=200)),
-                ('reviewed_on', models.DateField(blank=True, null=True)),
-                ('review_due', models.DateField(blank=True, help_text='When the clinical review must be renewed.', null=True)),
-                ('home_position', models.PositiveIntegerField(blank=True, help_text='Show on the home page at this position; leave blank to leave it off.', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('topic', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='pieces', to='newsletter.topic')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("title", models.CharField(max_length=200)),
+                ("slug", models.SlugField(max_length=200, unique=True)),
+                (
+                    "summary",
+                    models.CharField(help_text="One or two plain sentences.", max_length=500),
+                ),
+                ("body", models.TextField(help_text="Markdown. Every image needs alt text.")),
+                (
+                    "cta_label",
+                    models.CharField(
+                        blank=True, max_length=100, verbose_name="call-to-action label"
+                    ),
+                ),
+                ("cta_url", models.URLField(blank=True, verbose_name="call-to-action URL")),
+                (
+                    "reviewed_by",
+                    models.CharField(
+                        blank=True,
+                        help_text="Name and credentials of the clinical reviewer.",
+                        max_length=200,
+                    ),
+                ),
+                ("reviewed_on", models.DateField(blank=True, null=True)),
+                (
+                    "review_due",
+                    models.DateField(
+                        blank=True, help_text="When the clinical review must be renewed.", null=True
+                    ),
+                ),
+                (
+                    "home_position",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Show on the home page at this position; leave blank to leave it off.",
+                        null=True,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "topic",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="pieces",
+                        to="newsletter.topic",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['title'],
+                "ordering": ["title"],
             },
         ),
         migrations.CreateModel(
-            name='Issue',
+            name="Issue",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('subject', models.CharField(max_length=200)),
-                ('slug', models.SlugField(max_length=200, unique=True)),
-                ('preheader', models.CharField(blank=True, help_text='The line inboxes show after the subject.', max_length=200)),
-                ('intro', models.TextField(blank=True, help_text='Markdown, shown before the pieces.')),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('scheduled', 'Scheduled'), ('sending', 'Sending'), ('paused', 'Paused'), ('sent', 'Sent'), ('cancelled', 'Cancelled')], db_index=True, default='draft', max_length=20)),
-                ('scheduled_at', models.DateTimeField(blank=True, null=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('author', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('topics', models.ManyToManyField(help_text='Readers of any of these topics receive it.', related_name='issues', to='newsletter.topic')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("subject", models.CharField(max_length=200)),
+                ("slug", models.SlugField(max_length=200, unique=True)),
+                (
+                    "preheader",
+                    models.CharField(
+                        blank=True,
+                        help_text="The line inboxes show after the subject.",
+                        max_length=200,
+                    ),
+                ),
+                (
+                    "intro",
+                    models.TextField(blank=True, help_text="Markdown, shown before the pieces."),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("scheduled", "Scheduled"),
+                            ("sending", "Sending"),
+                            ("paused", "Paused"),
+                            ("sent", "Sent"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="draft",
+                        max_length=20,
+                    ),
+                ),
+                ("scheduled_at", models.DateTimeField(blank=True, null=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "topics",
+                    models.ManyToManyField(
+                        help_text="Readers of any of these topics receive it.",
+                        related_name="issues",
+                        to="newsletter.topic",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'permissions': [('send_issue', 'Can send, schedule, pause, resume and cancel an issue')],
+                "ordering": ["-created_at"],
+                "permissions": [
+                    ("send_issue", "Can send, schedule, pause, resume and cancel an issue")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='IssuePiece',
+            name="IssuePiece",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(default=0)),
-                ('issue', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='issue_pieces', to='newsletter.issue')),
-                ('piece', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='newsletter.educationpiece')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField(default=0)),
+                (
+                    "issue",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="issue_pieces",
+                        to="newsletter.issue",
+                    ),
+                ),
+                (
+                    "piece",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="newsletter.educationpiece",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['position', 'pk'],
+                "ordering": ["position", "pk"],
             },
         ),
         migrations.AddField(
-            model_name='issue',
-            name='pieces',
-            field=models.ManyToManyField(related_name='issues', through='newsletter.IssuePiece', to='newsletter.educationpiece'),
+            model_name="issue",
+            name="pieces",
+            field=models.ManyToManyField(
+                related_name="issues",
+                through="newsletter.IssuePiece",
+                to="newsletter.educationpiece",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='educationpiece',
-            constraint=models.CheckConstraint(condition=models.Q(('cta_label', ''), models.Q(('cta_url', ''), _negated=True), _connector='OR'), name='piece_cta_label_needs_url'),
+            model_name="educationpiece",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("cta_label", ""), models.Q(("cta_url", ""), _negated=True), _connector="OR"
+                ),
+                name="piece_cta_label_needs_url",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='issuepiece',
-            constraint=models.UniqueConstraint(fields=('issue', 'piece'), name='issue_piece_once'),
+            model_name="issuepiece",
+            constraint=models.UniqueConstraint(fields=("issue", "piece"), name="issue_piece_once"),
         ),
     ]

@@ -5,57 +5,100 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('newsletter', '0004_content_permissions'),
+        ("newsletter", "0004_content_permissions"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='issue',
-            name='error_count',
-            field=models.PositiveIntegerField(default=0, editable=False, help_text='ESP calls that failed for good during this send.'),
+            model_name="issue",
+            name="error_count",
+            field=models.PositiveIntegerField(
+                default=0,
+                editable=False,
+                help_text="ESP calls that failed for good during this send.",
+            ),
         ),
         migrations.AddField(
-            model_name='issue',
-            name='last_error',
+            model_name="issue",
+            name="last_error",
             field=models.TextField(blank=True, editable=False),
         ),
         migrations.AddField(
-            model_name='issue',
-            name='rendered_html',
+            model_name="issue",
+            name="rendered_html",
             field=models.TextField(blank=True, editable=False),
         ),
         migrations.AddField(
-            model_name='issue',
-            name='rendered_text',
+            model_name="issue",
+            name="rendered_text",
             field=models.TextField(blank=True, editable=False),
         ),
         migrations.AddField(
-            model_name='issue',
-            name='send_started_at',
+            model_name="issue",
+            name="send_started_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.CreateModel(
-            name='Delivery',
+            name="Delivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('sending', 'Sending'), ('sent', 'Sent'), ('failed', 'Failed'), ('skipped', 'Skipped')], default='queued', max_length=10)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('claim', models.CharField(blank=True, db_index=True, max_length=32)),
-                ('esp_message_id', models.CharField(blank=True, max_length=200)),
-                ('error', models.TextField(blank=True)),
-                ('maybe_duplicate', models.BooleanField(default=False)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('issue', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='newsletter.issue')),
-                ('subscriber', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='deliveries', to='newsletter.subscriber')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("sending", "Sending"),
+                            ("sent", "Sent"),
+                            ("failed", "Failed"),
+                            ("skipped", "Skipped"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                ("claim", models.CharField(blank=True, db_index=True, max_length=32)),
+                ("esp_message_id", models.CharField(blank=True, max_length=200)),
+                ("error", models.TextField(blank=True)),
+                ("maybe_duplicate", models.BooleanField(default=False)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "issue",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="newsletter.issue",
+                    ),
+                ),
+                (
+                    "subscriber",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="deliveries",
+                        to="newsletter.subscriber",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'deliveries',
-                'indexes': [models.Index(fields=['issue', 'status', 'id'], name='delivery_claim_idx'), models.Index(fields=['status', 'lease_until'], name='delivery_lease_idx')],
-                'constraints': [models.UniqueConstraint(fields=('issue', 'subscriber'), name='delivery_once_per_reader')],
+                "verbose_name_plural": "deliveries",
+                "indexes": [
+                    models.Index(fields=["issue", "status", "id"], name="delivery_claim_idx"),
+                    models.Index(fields=["status", "lease_until"], name="delivery_lease_idx"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("issue", "subscriber"), name="delivery_once_per_reader"
+                    )
+                ],
             },
         ),
     ]

@@ -4,26 +4,47 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('newsletter', '0005_delivery_ledger'),
+        ("newsletter", "0005_delivery_ledger"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SuppressedAddress',
+            name="SuppressedAddress",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('address_hash', models.CharField(max_length=64, unique=True)),
-                ('reason', models.CharField(choices=[('erased', "Erased at the reader's request"), ('bounced', 'Bounced'), ('complained', 'Complained')], max_length=20)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("address_hash", models.CharField(max_length=64, unique=True)),
+                (
+                    "reason",
+                    models.CharField(
+                        choices=[
+                            ("erased", "Erased at the reader's request"),
+                            ("bounced", "Bounced"),
+                            ("complained", "Complained"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name_plural': 'suppressed addresses',
+                "verbose_name_plural": "suppressed addresses",
             },
         ),
         migrations.AlterModelOptions(
-            name='subscriber',
-            options={'ordering': ['-created_at'], 'permissions': [('export_subscribers', "Can export subscribers and a subscriber's data"), ('import_subscribers', 'Can import subscribers from a CSV file'), ('erase_subscriber', "Can erase a subscriber's personal data")]},
+            name="subscriber",
+            options={
+                "ordering": ["-created_at"],
+                "permissions": [
+                    ("export_subscribers", "Can export subscribers and a subscriber's data"),
+                    ("import_subscribers", "Can import subscribers from a CSV file"),
+                    ("erase_subscriber", "Can erase a subscriber's personal data"),
+                ],
+            },
         ),
     ]

@@ -5,43 +5,91 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('newsletter', '0007_data_rights_permissions'),
+        ("newsletter", "0007_data_rights_permissions"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ListSnapshot',
+            name="ListSnapshot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField(unique=True)),
-                ('counts', models.JSONField(default=dict)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("day", models.DateField(unique=True)),
+                ("counts", models.JSONField(default=dict)),
             ],
             options={
-                'ordering': ['day'],
+                "ordering": ["day"],
             },
         ),
         migrations.CreateModel(
-            name='DeliveryEvent',
+            name="DeliveryEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('esp', models.CharField(max_length=30)),
-                ('event_key', models.CharField(max_length=200)),
-                ('kind', models.CharField(choices=[('delivered', 'Delivered'), ('bounced', 'Bounced (hard)'), ('soft_bounced', 'Bounced (soft)'), ('complained', 'Complained'), ('unsubscribed', 'Unsubscribed at the ESP'), ('opened', 'Opened'), ('clicked', 'Clicked'), ('other', 'Other')], max_length=20)),
-                ('esp_event_type', models.CharField(max_length=30)),
-                ('message_id', models.CharField(blank=True, max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('occurred_at', models.DateTimeField(db_index=True)),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('applied_at', models.DateTimeField(blank=True, null=True)),
-                ('delivery', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='newsletter.delivery')),
-                ('subscriber', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='delivery_events', to='newsletter.subscriber')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("esp", models.CharField(max_length=30)),
+                ("event_key", models.CharField(max_length=200)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("delivered", "Delivered"),
+                            ("bounced", "Bounced (hard)"),
+                            ("soft_bounced", "Bounced (soft)"),
+                            ("complained", "Complained"),
+                            ("unsubscribed", "Unsubscribed at the ESP"),
+                            ("opened", "Opened"),
+                            ("clicked", "Clicked"),
+                            ("other", "Other"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("esp_event_type", models.CharField(max_length=30)),
+                ("message_id", models.CharField(blank=True, max_length=200)),
+                ("description", models.TextField(blank=True)),
+                ("occurred_at", models.DateTimeField(db_index=True)),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                ("applied_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "delivery",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="events",
+                        to="newsletter.delivery",
+                    ),
+                ),
+                (
+                    "subscriber",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="delivery_events",
+                        to="newsletter.subscriber",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['occurred_at', 'pk'],
-                'indexes': [models.Index(fields=['subscriber', 'kind', 'occurred_at'], name='event_subscriber_idx')],
-                'constraints': [models.UniqueConstraint(fields=('esp', 'event_key'), name='delivery_event_once')],
+                "ordering": ["occurred_at", "pk"],
+                "indexes": [
+                    models.Index(
+                        fields=["subscriber", "kind", "occurred_at"], name="event_subscriber_idx"
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("esp", "event_key"), name="delivery_event_once")
+                ],
             },
         ),
     ]

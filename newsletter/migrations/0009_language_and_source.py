@@ -4,30 +4,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('newsletter', '0008_delivery_events'),
+        ("newsletter", "0008_delivery_events"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='educationpiece',
-            name='language',
-            field=models.CharField(choices=[('en', 'English'), ('es', 'Español')], default='en', max_length=8),
+            model_name="educationpiece",
+            name="language",
+            field=models.CharField(
+                choices=[("en", "English"), ("es", "Español")], default="en", max_length=8
+            ),
         ),
         migrations.AddField(
-            model_name='issue',
-            name='language',
-            field=models.CharField(choices=[('en', 'English'), ('es', 'Español')], default='en', max_length=8),
+            model_name="issue",
+            name="language",
+            field=models.CharField(
+                choices=[("en", "English"), ("es", "Español")], default="en", max_length=8
+            ),
         ),
         migrations.AddField(
-            model_name='subscriber',
-            name='language',
-            field=models.CharField(choices=[('en', 'English'), ('es', 'Español')], db_index=True, default='en', max_length=8),
+            model_name="subscriber",
+            name="language",
+            field=models.CharField(
+                choices=[("en", "English"), ("es", "Español")],
+                db_index=True,
+                default="en",
+                max_length=8,
+            ),
         ),
         migrations.AddField(
-            model_name='subscriber',
-            name='source',
+            model_name="subscriber",
+            name="source",
             field=models.CharField(blank=True, db_index=True, max_length=100),
         ),
     ]

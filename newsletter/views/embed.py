@@ -116,6 +116,7 @@ def subscribe_json(request: HttpRequest) -> HttpResponse:
                 JsonResponse(
                     {
                         "ok": False,
+                        "language": language,
                         "error": "rate_limited",
                         "message": _("Too many signups from here. Please try again later."),
                     },
@@ -133,6 +134,7 @@ def subscribe_json(request: HttpRequest) -> HttpResponse:
                 JsonResponse(
                     {
                         "ok": False,
+                        "language": language,
                         "error": "invalid",
                         "message": _("Please check the form: %(problems)s")
                         % {"problems": " ".join(" ".join(each) for each in errors.values())},
@@ -148,6 +150,7 @@ def subscribe_json(request: HttpRequest) -> HttpResponse:
             JsonResponse(
                 {
                     "ok": True,
+                    "language": language,
                     "message": _(
                         "Thank you. If that address can receive Advances, we have just sent "
                         "it an email: open it and choose “Confirm my subscription”."

@@ -11,12 +11,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.feedgenerator import Atom1Feed
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 from django_ratelimit.decorators import ratelimit
 
-from newsletter import composing, privacy, subscriptions
+from newsletter import composing, languages, privacy, subscriptions
 from newsletter.forms import PreferencesForm, SubscribeForm
 from newsletter.models import EducationPiece, Issue, Subscriber
 from newsletter.tokens import ExpiredToken, InvalidToken, Purpose, make_token, read_token
@@ -29,9 +31,18 @@ from newsletter.views.clients import (
 )
 
 
+def page_language() -> str:
+    """The language of the page being answered (its address decides: /es/... is
+    Spanish)."""
+    return translation.get_language() or settings.LANGUAGE_CODE
+
+
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
-    pieces = EducationPiece.objects.filter(home_position__isnull=False).order_by("home_position")
+    # The education in the page's language: /es/ shows the Spanish pieces.
+    pieces = EducationPiece.objects.filter(
+        home_position__isnull=False, language=page_language()
+    ).order_by("home_position")
     return render(
         request,
         "newsletter/home.html",
@@ -57,7 +68,10 @@ def privacy_page(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def archive(request: HttpRequest) -> HttpResponse:
-    issues = Issue.objects.filter(status=Issue.Status.SENT).order_by("-sent_at")
+    # Each language's archive lists the issues sent in that language only.
+    issues = Issue.objects.filter(status=Issue.Status.SENT, language=page_language()).order_by(
+        "-sent_at"
+    )
     return render(request, "newsletter/archive.html", {"issues": issues, "form": SubscribeForm()})
 
 
@@ -65,6 +79,12 @@ def archive(request: HttpRequest) -> HttpResponse:
 def archive_issue(request: HttpRequest, slug: str) -> HttpResponse:
     # Drafts, scheduled and unfinished sends are not public: 404, like any unknown slug.
     issue = get_object_or_404(Issue, slug=slug, status=Issue.Status.SENT)
+    if issue.language != page_language():
+        # An issue is read under its own language's prefix.
+        return redirect(composing.archive_path(issue))
+    # The language switch leads to each other language's archive: an issue exists in
+    # one language only.
+    request.language_links = languages.archive_in_each_language()  # type: ignore[attr-defined]
     return render(
         request,
         "newsletter/archive_issue.html",
@@ -78,8 +98,11 @@ def archive_issue(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 class ArchiveFeed(Feed):
+    """The archive as an Atom feed, one per language (/newsletter/archive/feed/,
+    /es/newsletter/archive/feed/), each with the issues sent in that language."""
+
     title = "Advances"
-    description = "Past issues of Advances, the cancer center's patient-education newsletter."
+    description = _("Past issues of Advances, the cancer center's patient-education newsletter.")
     feed_type = Atom1Feed
     subtitle = description
 
@@ -87,7 +110,9 @@ class ArchiveFeed(Feed):
         return reverse("newsletter:archive")
 
     def items(self) -> QuerySet[Issue]:
-        return Issue.objects.filter(status=Issue.Status.SENT).order_by("-sent_at")[:20]
+        return Issue.objects.filter(status=Issue.Status.SENT, language=page_language()).order_by(
+            "-sent_at"
+        )[:20]
 
     def item_title(self, item: Issue) -> str:
         return item.subject
@@ -117,6 +142,8 @@ def subscribe(request: HttpRequest) -> HttpResponse:
                     email=form.cleaned_data["email"],
                     first_name=form.cleaned_data["first_name"],
                     topics=form.cleaned_data["topics"],
+                    # Signed up on a Spanish page: a Spanish reader (editable later).
+                    language=page_language(),
                     source=subscriptions.WEBSITE_SOURCE,
                     origin=origin_of(request),
                 )
@@ -220,6 +247,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
                 subscriber=subscriber,
                 first_name=form.cleaned_data["first_name"],
                 topics=form.cleaned_data["topics"],
+                language=form.cleaned_data["language"],
                 origin=origin_of(request),
             )
             return render(
@@ -227,7 +255,11 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             )
         return render(request, "newsletter/preferences.html", {**context, "form": form}, status=400)
     form = PreferencesForm(
-        initial={"first_name": subscriber.first_name, "topics": list(subscriber.topics.all())}
+        initial={
+            "first_name": subscriber.first_name,
+            "topics": list(subscriber.topics.all()),
+            "language": subscriber.language,
+        }
     )
     return render(request, "newsletter/preferences.html", {**context, "form": form})
 

@@ -5,6 +5,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -12,8 +13,16 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from newsletter import approval
-from newsletter.models import EducationPiece, Issue, IssuePiece, Subscriber, Topic
+from newsletter import approval, series
+from newsletter.models import (
+    EducationPiece,
+    Issue,
+    IssuePiece,
+    SeriesStep,
+    Subscriber,
+    Topic,
+    WelcomeSeries,
+)
 
 TOPICS = [
     ("advances", "Advances", "The cancer center's patient-education newsletter.", True),
@@ -112,6 +121,44 @@ DEMO_ISSUE = {
     "This issue explains why a second opinion is usually worth the time, and how to get one.",
 }
 
+# The second-opinion page as a welcome series for new Advances readers: what a second
+# opinion is, how to request one, what to bring, questions to ask (from the pieces above).
+DEMO_SERIES = "Second opinions: welcome series"
+DEMO_STEPS: list[dict[str, Any]] = [
+    {
+        "delay_days": 0,
+        "subject": "What a second opinion is",
+        "message": "Thank you for joining Advances. Over the next days we will send you a few "
+        "short emails about getting a second opinion: what it is, how to ask for one, what "
+        "to bring and what to ask. A second opinion means another specialist looks at your "
+        "records and test results before your treatment starts.",
+        "piece": "why-a-second-opinion",
+    },
+    {
+        "delay_days": 2,
+        "subject": "How to request a second opinion",
+        "message": "Asking for a second opinion is normal, and your doctors expect it. "
+        "Some insurance companies even require one.",
+        "piece": "how-to-ask-for-a-second-opinion",
+    },
+    {
+        "delay_days": 5,
+        "subject": "What to bring to your second opinion",
+        "message": "Each specialist looks at something different, so bring what they need "
+        "to see: your breast imaging tests, your pathology report and tissue slides, and "
+        "your doctor's treatment plan. When you call, we can help you gather them.",
+        "piece": "what-other-specialists-can-change",
+    },
+    {
+        "delay_days": 10,
+        "subject": "Questions to ask about a cancer center",
+        "message": "Questions to ask: Does the center practice evidence-based cancer care? "
+        "Does it have multidisciplinary clinics and tumor boards? Does it take part in "
+        "clinical trials that could be right for me?",
+        "piece": "what-to-look-for-in-a-cancer-center",
+    },
+]
+
 SUBSCRIBERS = [
     ("ada.active@example.com", "Ada", Subscriber.Status.ACTIVE, ["advances", "breast-cancer"]),
     ("ben.active@example.com", "Ben", Subscriber.Status.ACTIVE, ["advances"]),
@@ -186,6 +233,43 @@ class Command(BaseCommand):
                 comment="Demo approval.",
             )
         self.stdout.write(f"Demo issue approved by the demo reviewer '{reviewer.username}'.")
+        demo_series = self.ensure_series(topics["advances"], admin_user, reviewer)
+        self.stdout.write(
+            f"Demo welcome series '{demo_series.name}': {demo_series.steps.count()} steps, "
+            f"approved by '{reviewer.username}'; new Advances readers get it "
+            "(manage.py run_series)."
+        )
+
+    def ensure_series(self, topic, author, reviewer) -> WelcomeSeries:
+        """The second-opinion education as a welcome series, each step approved by the
+        demo reviewer. Readers already on the list (the demo subscribers) do not get it;
+        a reader who confirms from now on does."""
+        demo = WelcomeSeries.objects.filter(topic=topic, language="en").first()
+        if demo is None:
+            demo = series.create_series(
+                series=WelcomeSeries(name=DEMO_SERIES, topic=topic, language="en")
+            )
+        for position, fields in enumerate(DEMO_STEPS, start=1):
+            piece = EducationPiece.objects.get(slug=fields["piece"])
+            step = demo.steps.filter(subject=fields["subject"]).first()
+            if step is None:
+                step = SeriesStep(series=demo, position=position)
+            changed = (step.delay_days, step.message, step.piece_id) != (
+                fields["delay_days"], fields["message"], piece.pk,
+            )  # fmt: skip
+            if step.pk is None or changed:
+                step.delay_days, step.subject = fields["delay_days"], fields["subject"]
+                step.message, step.piece = fields["message"], piece
+                series.save_step(step=step, editor=author)
+            if not approval.approval_state(step.issue).valid:
+                approval.review_issue(
+                    issue_id=step.issue_id,
+                    reviewer=reviewer,
+                    decision=approval.Decision.APPROVED,
+                    comment="Demo approval.",
+                )
+            series.open_step(step_id=step.pk)
+        return demo
 
     def ensure_reviewer(self):
         """A clinical reviewer who did not write the demo issue (rule 9). Log in with the

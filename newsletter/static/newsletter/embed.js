@@ -37,6 +37,14 @@
     if (form.elements.language) {
       form.elements.language.value = language;
     }
+    if (!form.hasAttribute("data-language")) {  // the code follows the page's language
+      Array.prototype.forEach.call(
+        form.querySelectorAll("[data-advances-" + language + "]"),
+        function (element) {
+          element.textContent = element.getAttribute("data-advances-" + language);
+        }
+      );
+    }
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       setState(form, "sending");
@@ -52,6 +60,7 @@
         return response.json();
       }).then(function (answer) {
         markFields(form, answer.errors);
+        message.setAttribute("lang", answer.language || language);
         message.textContent = answer.message;
         setState(form, answer.ok ? "done" : "error");
         if (answer.ok) {
@@ -63,6 +72,9 @@
           }
         }
       }).catch(function () {
+        // Advances unreachable, or its answer withheld by the browser (this page's
+        // origin is not on Advances' allow-list, or this page's CSP forbids it).
+        message.setAttribute("lang", language);
         message.textContent = form.getAttribute("data-offline-" + language);
         setState(form, "error");
       }).then(function () {

@@ -35,7 +35,7 @@ def reset_ledger_storage(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('newsletter', '0015_api_keys'),
+        ('newsletter', '0017_series_progress'),
     ]
 
     operations = [
