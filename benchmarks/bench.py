@@ -409,10 +409,11 @@ plans = []
 def explain(execute, sql, params, many, context):
     if LEDGER in sql and not many and sql.lstrip().split()[0] in {"SELECT", "UPDATE"}:
         raw = context["cursor"].cursor
-        raw.execute("SAVEPOINT probe")
+        nested = context["connection"].in_atomic_block
+        raw.execute("SAVEPOINT probe" if nested else "BEGIN")
         raw.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params)
         found = raw.fetchone()[0][0]
-        raw.execute("ROLLBACK TO SAVEPOINT probe")
+        raw.execute("ROLLBACK TO SAVEPOINT probe" if nested else "ROLLBACK")
         plan = found["Plan"]
         def walk(node):
             yield node
