@@ -2,7 +2,7 @@
 
 Runs on this machine's PostgreSQL and Redis with real Celery workers, the real Anymail
 backends and the fake ESP (tests/fake_esp.py) in its own process; in the same run, the
-no-database harness (benchmarks/harness.py) building the same Mailgun batches, a py-spy
+no-database harness (benchmarks/batch_harness.py) building the same Mailgun batches, a py-spy
 profile of a worker, the query plans of a batch at 0 and 900,000 sent, and
 django-newsletter 1.2.1 sending the same content (benchmarks/django_newsletter/).
 Prints a JSON line per scenario and writes its section of benchmarks/RESULTS.md.
@@ -539,7 +539,7 @@ def harness(
         + (", stock parts" if stock else ""))  # fmt: skip
     load_before = load()
     result = subprocess.run(
-        [PYTHON, str(ROOT / "benchmarks" / "harness.py"), "--esp-url", esp_url,
+        [PYTHON, str(ROOT / "benchmarks" / "batch_harness.py"), "--esp-url", esp_url,
          "--issue", str(frozen), "--recipients", str(recipients),
          "--processes", str(processes), *(["--stock"] if stock else [])],
         cwd=ROOT, capture_output=True, text=True, check=True,
@@ -696,7 +696,8 @@ def report(results: dict) -> str:
     if h:
         share = batch["recipients_per_second"] / h["recipients_per_second"]
         lines.append(
-            f"- No-database harness (`benchmarks/harness.py`, {h['processes']} processes, the "
+            f"- No-database harness (`benchmarks/batch_harness.py`, {h['processes']} processes, "
+            "the "
             f"same Mailgun adapter and Anymail backend, the same fake ESP): "
             f"**{h['recipients_per_second']:,}/s** ({h['cpu_ms_per_1000']} ms CPU per 1,000); "
             f"the end-to-end 100,000 send is **{share:.0%}** of it (target 80%)."

@@ -1,163 +1,253 @@
-"""The no-database harness: the same Anymail Mailgun batches, built and sent as fast as
-this machine can, with no ledger, no broker and no worker.
+"""What the latency benchmark and the failure drill share: the fake ESP in its own
+process, a throwaway PostgreSQL database seeded in seconds, workers started with the
+operators' own `make worker` command line, and a section of benchmarks/RESULTS.md.
 
-Each of `--processes` processes (as many as the benchmark's worker processes) builds
-its share of the recipients in memory, then sends them in calls of 1,000 through the
-project's own Mailgun adapter (`newsletter.esp.MailgunAdapter`: the same merge data,
-signed links, headers and Anymail backend the workers use) to the fake ESP. What the
-end-to-end send reaches as a share of this rate is what the ledger, Celery and the
-database cost; the rest is the ESP call itself, which no design removes.
-
-    .venv/bin/python benchmarks/harness.py --esp-url http://127.0.0.1:PORT \\
-        --issue benchmarks/.work/issue.json --recipients 100000 --processes 2
-
-Prints one JSON line: recipients, seconds, recipients_per_second, cpu_ms_per_1000.
+Each script owns its section of RESULTS.md between `<!-- section:NAME -->` and
+`<!-- /section:NAME -->` and leaves the rest of the file as it is.
 """
 
-import argparse
-import hashlib
+import contextlib
+import datetime as dt
 import json
-import multiprocessing
 import os
+import platform
+import re
+import signal
+import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / ".work"
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+PYTHON = sys.executable
 
 
-def configure(esp_url: str) -> None:
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "project.settings",
-            "SECRET_KEY": "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
-            "DEBUG": "false",
-            "SECURE_SSL_REDIRECT": "false",
-            "SITE_URL": "https://advances.example.org",
-            "LOG_LEVEL": "WARNING",
-            "ESP": "mailgun",
-            "MAILGUN_API_KEY": "test-key",
-            "MAILGUN_SENDER_DOMAIN": "mg.example.org",
-            "MAILGUN_API_URL": f"{esp_url}/v3",
-        }
-    )
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+def log(tag: str, message: str) -> None:
+    now = time.strftime("%H:%M:%S", time.gmtime())
+    print(f"[{tag} {now}] {message}", file=sys.stderr, flush=True)
 
 
-def use_stock_parts() -> None:
-    """The sending path as it was before its CPU cuts: Django's TimestampSigner for each
-    link and Anymail's own Mailgun backend, for a before/after on the same machine."""
-    from django.core import signing
-
-    from newsletter import tokens
-    from newsletter.esp.mailgun import MailgunAdapter
-
-    def django_token(subscriber_id, secret, purpose):
-        signer = signing.TimestampSigner(key=tokens.settings.SECRET_KEY, salt=tokens._salt(purpose))
-        return signer.sign_object([subscriber_id, secret])
-
-    tokens.token_for = django_token
-    import newsletter.emails
-
-    newsletter.emails.token_for = django_token
-    MailgunAdapter.backend_path = lambda self: None  # type: ignore[method-assign]
-
-
-def send_share(
-    esp_url: str, issue_file: str, first: int, count: int, stock: bool, ready, go, out
-) -> None:
-    configure(esp_url)
-    from newsletter.esp import Recipient, adapter_for
-    from newsletter.models import Issue
-
-    if stock:
-        use_stock_parts()
-
-    frozen = json.loads(Path(issue_file).read_text())
-    issue = Issue(
-        pk=frozen["id"],
-        subject=frozen["subject"],
-        rendered_html=frozen["html"],
-        rendered_text=frozen["text"],
-    )
-    # The readers as the claim hands them over: id, address, name, secret.
-    # md5 only because the benchmark's seed SQL makes each secret as md5(n).
-    secrets = [hashlib.md5(str(n).encode()).hexdigest() for n in range(first, first + count)]  # noqa: S324
-    recipients = [
-        Recipient(n, n, f"bench{n}@example.com", f"Reader{n}", secrets[n - first])
-        for n in range(first, first + count)
-    ]
-    adapter = adapter_for("mailgun")
-    limit = adapter.batch_limit or 1000
-    ready.put(True)
-    go.wait()
-    cpu = time.process_time()
-    sent = 0
-    for begin in range(0, len(recipients), limit):
-        adapter.prepare(issue)
-        for result in adapter.send(issue, recipients[begin : begin + limit]):
-            if result.retry or result.failed:
-                raise SystemExit(f"the fake ESP refused a call: {result.error or result.retry}")
-            sent += len(result.sent)
-    out.put({"sent": sent, "cpu": time.process_time() - cpu, "end": time.time()})
-
-
-def run(
-    esp_url: str, issue_file: str, recipients: int, processes: int, *, stock: bool = False
-) -> dict:
-    queue: multiprocessing.Queue = multiprocessing.Queue()
-    ready: multiprocessing.Queue = multiprocessing.Queue()
-    go = multiprocessing.Event()
-    share = recipients // processes
-    workers = [
-        multiprocessing.Process(
-            target=send_share,
-            args=(esp_url, issue_file, 1 + n * share, share, stock, ready, go, queue),
-        )
-        for n in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
-    # The clock starts once every process has set up (Django, its recipients).
-    for _ in workers:
-        ready.get(timeout=120)
-    start_at = time.time()
-    go.set()
-    results = [queue.get(timeout=600) for _ in workers]
-    for worker in workers:
-        worker.join()
-    seconds = max(r["end"] for r in results) - start_at
-    sent = sum(r["sent"] for r in results)
-    cpu = sum(r["cpu"] for r in results)
+def base_env(*, database: str, broker: str, redis_url: str, esp_url: str) -> dict[str, str]:
+    """The environment of every process of a run: workers, beat, commands, the driver."""
     return {
-        "scenario": "harness-stock" if stock else "harness",
-        "recipients": sent,
-        "processes": processes,
-        "seconds": round(seconds, 2),
-        "recipients_per_second": round(sent / seconds),
-        "cpu_ms_per_1000": round(cpu / sent * 1_000_000, 1),
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "SECRET_KEY": "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        "DEBUG": "false",
+        "SECURE_SSL_REDIRECT": "false",
+        "ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
+        "SITE_URL": "https://advances.example.org",
+        "DATABASE_URL": f"{PG}/{database}",
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": broker,
+        "LOG_LEVEL": "WARNING",
+        "NEWSLETTER_REQUIRE_APPROVAL": "false",
+        "NEWSLETTER_SIGNUP_RATE_IP": "100000/h",
+        "ESP": "mailgun",
+        "MAILGUN_API_KEY": "test-key",
+        "MAILGUN_SENDER_DOMAIN": "mg.example.org",
+        "MAILGUN_API_URL": f"{esp_url}/v3",
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--esp-url", required=True)
-    parser.add_argument("--issue", required=True, help="JSON: id, subject, html, text")
-    parser.add_argument("--recipients", type=int, default=100_000)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument(
-        "--stock",
-        action="store_true",
-        help="Django's signer and Anymail's own Mailgun backend (the path before its CPU cuts)",
+@contextlib.contextmanager
+def fake_esp() -> Iterator[str]:
+    """The fake ESP in its own process on a free port; yields its URL."""
+    process = subprocess.Popen(
+        [PYTHON, "-m", "tests.fake_esp", "--port", "0", "--no-bodies"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.startswith("FAKE_ESP_URL="):
+        process.kill()
+        raise RuntimeError(f"the fake ESP did not start: {line!r}")
+    try:
+        yield line.split("=", 1)[1]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def esp_get(url: str, path: str) -> object:
+    with urllib.request.urlopen(url + path, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+def esp_post(url: str, path: str, payload: dict | None = None) -> object:
+    data = json.dumps(payload or {}).encode()
+    request = urllib.request.Request(url + path, data=data, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+def accepted_for(url: str, address: str) -> list[dict]:
+    found = esp_get(url, "/_fake/accepted/" + urllib.parse.quote(address))
+    assert isinstance(found, list)
+    return found
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    return result.stdout
+
+
+def reset_database(env: dict[str, str], name: str) -> None:
+    """Drop and create the run's own database, then migrate and seed the demo content."""
+    pg = ["-h", "127.0.0.1", "-U", "postgres"]
+    subprocess.run(["dropdb", *pg, "--if-exists", "--force", name], check=True)
+    subprocess.run(["createdb", *pg, name], check=True)
+    manage(env, "migrate", "--noinput")
+    manage(env, "seed_demo")
+
+
+SEED_SQL = """
+DELETE FROM newsletter_delivery;
+DELETE FROM newsletter_subscriber_topics WHERE subscriber_id IN
+    (SELECT id FROM newsletter_subscriber WHERE email LIKE 'bench%');
+DELETE FROM newsletter_subscriber WHERE email LIKE 'bench%';
+INSERT INTO newsletter_subscriber
+    (email, first_name, status, secret, language, source, created_at, updated_at,
+     confirmed_at)
+SELECT 'bench' || g || '@example.com', 'Reader' || g, 'active', md5(g::text), 'en', '',
+       now(), now(), now()
+FROM generate_series(1, {n}) AS g;
+INSERT INTO newsletter_subscriber_topics (subscriber_id, topic_id)
+SELECT s.id, t.id FROM newsletter_subscriber s, newsletter_topic t
+WHERE s.email LIKE 'bench%' AND t.slug = 'advances';
+UPDATE newsletter_subscriber SET status = 'unsubscribed' WHERE email NOT LIKE 'bench%';
+VACUUM ANALYZE;
+"""
+
+
+def seed_readers(database: str, readers: int) -> None:
+    """This many active readers of the main list, straight into PostgreSQL."""
+    import psycopg
+
+    with psycopg.connect(f"{PG}/{database}", autocommit=True) as connection:
+        for statement in SEED_SQL.format(n=readers).split(";\n"):
+            if statement.strip():
+                connection.execute(statement)
+
+
+def new_issue(env: dict[str, str], slug: str) -> int:
+    """A draft issue of three seeded education pieces to the main list; returns its id."""
+    code = (
+        "import django; django.setup()\n"
+        "from newsletter.models import EducationPiece, Issue, IssuePiece, Topic\n"
+        f"issue = Issue.objects.create(subject='Getting a second opinion', slug={slug!r},"
+        " preheader='Why it is worth the time.', intro='Why a second opinion matters.')\n"
+        "issue.topics.set(Topic.objects.filter(slug='advances'))\n"
+        "for n, piece in enumerate(EducationPiece.objects.filter(language='en')[:3], 1):\n"
+        "    IssuePiece.objects.create(issue=issue, piece=piece, position=n)\n"
+        "print(issue.pk)\n"
     )
-    args = parser.parse_args()
-    outcome = run(args.esp_url, args.issue, args.recipients, args.processes, stock=args.stock)
-    print(json.dumps(outcome), flush=True)
-    return 0
+    result = subprocess.run(
+        [PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return int(result.stdout.strip().splitlines()[-1])
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+class Worker:
+    """`make worker ARGS...` in its own process group, as an operator starts it."""
+
+    def __init__(self, env: dict[str, str], args: list[str], log_path: Path) -> None:
+        self.args = args
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_path.open("ab")
+        self._offset = log_path.stat().st_size
+        self.process = subprocess.Popen(
+            ["make", "--no-print-directory", "worker", *args], cwd=ROOT, env=env,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def wait_ready(self, nodes: int, timeout: float = 90) -> None:
+        """Until `nodes` Celery nodes of this command said they are ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")[self._offset :]
+            if text.count(" ready.") >= nodes:
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"`make worker {' '.join(self.args)}` did not start: {self.log_path}")
+
+    def pids(self) -> list[int]:
+        """Every process of its group: make, the supervisor, Celery and its pool."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == self.process.pid:  # process group id
+                    found.append(int(stat.parent.name))
+        return found
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once, as a machine that lost power."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        # Pool processes outlive make if the supervisor was killed first.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self._log.close()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError):
+        found = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+        if found:
+            memory = f", {int(found.group(1)) / 1024 / 1024:.0f} GiB"
+    return f"{os.cpu_count()} cores ({cpu}){memory}, Python {platform.python_version()}"
+
+
+def stamp() -> str:
+    return f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace this script's own section of RESULTS.md (or append it), nothing else."""
+    start, end = f"<!-- section:{name} -->", f"<!-- /section:{name} -->"
+    block = f"{start}\n{body.strip()}\n{end}"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    RESULTS.write_text(text)
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least `share` of them at or
+    below it (p99 of 20 values is the largest)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * share // 1))
+    return ordered[int(rank) - 1]

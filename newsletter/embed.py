@@ -42,7 +42,7 @@ SNIPPET_TEXTS = {
     "topics": _("Topics"),
     "honeypot": _("Leave this field empty"),
     # The wording the consent log keeps; its translation is the catalogue's entry for it.
-    "consent": _(subscriptions.CONSENT_WORDING),
+    "consent": subscriptions.CONSENT_WORDING,
     "button": _("Subscribe"),
 }
 
