@@ -21,6 +21,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from newsletter import progress
 from newsletter.errors import NewsletterError
 from newsletter.models import (
     ConsentEvent,
@@ -251,6 +252,7 @@ def _scrub(value: Any, email: str) -> Any:
 class RetentionResult:
     pending_deleted: int
     consent_details_dropped: int
+    deliveries_removed: int = 0
 
 
 def apply_retention() -> RetentionResult:
@@ -263,6 +265,9 @@ def apply_retention() -> RetentionResult:
     - IP addresses and user agents in the consent log older than
       NEWSLETTER_CONSENT_DETAIL_DAYS are dropped; the rest of the log is kept as
       proof of consent.
+    - Delivery rows (who was sent which issue) of issues sent more than
+      NEWSLETTER_DELIVERY_DAYS ago are removed; each issue keeps its counts
+      (newsletter.progress.retire_old_deliveries).
     """
     now = timezone.now()
     pending_cutoff = now - timedelta(days=settings.NEWSLETTER_PENDING_DAYS)
@@ -278,4 +283,7 @@ def apply_retention() -> RetentionResult:
             .filter(Q(ip_address__isnull=False) | ~Q(user_agent=""))
             .update(ip_address=None, user_agent="")
         )
-    return RetentionResult(pending_deleted=pending_deleted, consent_details_dropped=dropped)
+    removed = progress.retire_old_deliveries(now=now)
+    return RetentionResult(
+        pending_deleted=pending_deleted, consent_details_dropped=dropped, deliveries_removed=removed
+    )

@@ -25,17 +25,15 @@ import math
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone, translation
-from django.utils.translation import gettext, ngettext
 
-from newsletter import approval, composing, esp, subscriptions
+from newsletter import approval, composing, esp, progress, subscriptions
 from newsletter.errors import NewsletterError
 from newsletter.esp import CallResult, Recipient
 from newsletter.leases import (
@@ -46,6 +44,26 @@ from newsletter.leases import (
     through_outage,
 )
 from newsletter.models import Delivery, Issue, Subscriber
+from newsletter.progress import (
+    RATE_WINDOW_SECONDS,
+    Progress,
+    estimate_seconds_left,
+    issue_progress,
+    readers_with_delivery_status,
+    recent_rate,
+    time_left_text,
+)
+
+# Kept here for the callers that read them here.
+__all__ = [
+    "RATE_WINDOW_SECONDS",
+    "Progress",
+    "estimate_seconds_left",
+    "issue_progress",
+    "readers_with_delivery_status",
+    "recent_rate",
+    "time_left_text",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +268,8 @@ def cancel_issue(*, issue_id: int) -> bool:
         Delivery.objects.filter(issue_id=issue_id, status=Row.QUEUED).update(
             status=Row.SKIPPED, error="issue cancelled"
         )
+    if changed:
+        progress.record_final(issue_id=issue_id)
     return bool(changed)
 
 
@@ -287,8 +307,9 @@ def send_batches(*, issue_id: int, seconds: float = LANE_SECONDS) -> float | Non
 
 
 def send_batch(*, issue_id: int) -> int:
-    """Claim the next batch of this issue's rows and send it. Returns how many rows it
-    claimed (0: nothing left, or the issue is not sending).
+    """Claim the next batch of this issue's rows and send it. Returns how many readers
+    it sent to, at least 1 when it claimed rows (0: nothing left, or the issue is not
+    sending).
 
     Raises RetryLater when the ESP is unavailable; the rows are released first.
     """
@@ -296,6 +317,7 @@ def send_batch(*, issue_id: int) -> int:
     limiter().wait_for(size)
     claim, recipients = _claim(issue_id, size)
     if not claim:
+        # Only here, not after every batch: nothing left to claim is when a send can end.
         finish_if_done(issue_id=issue_id)
         return 0
     if recipients:
@@ -303,54 +325,102 @@ def send_batch(*, issue_id: int) -> int:
             "pk", "subject", "rendered_html", "rendered_text", "language"
         ).get(pk=issue_id)
         _dispatch(issue, claim, recipients)
-    finish_if_done(issue_id=issue_id)
-    return len(recipients)
+    return max(len(recipients), 1)
+
+
+# Where each issue's last claim in this process ended: the next claim starts there, so
+# it never walks the index entries of rows already claimed (until VACUUM removes them,
+# a partial index still holds an entry per row that was ever queued).
+_claimed_up_to: dict[int, int] = {}
+_expired_checked: dict[int, float] = {}
+_claim_noted: dict[int, float] = {}
+CLAIM_NOTE_SECONDS = 30
+# How often a lane also looks for rows whose worker died (lease expired) while queued
+# rows remain; when none remain it looks every time.
+EXPIRED_CHECK_SECONDS = 15
+
+
+def claim_sql(*, expired: bool) -> str:
+    """The one statement that claims a batch: the next queued rows in id order (walking
+    the partial index `delivery_queued_idx` from where this process's last claim ended),
+    or, with `expired`, rows still `sending` whose lease ran out (`delivery_leased_idx`).
+    Neither ever reads a row already sent, so its cost does not grow with the send."""
+    table = Delivery._meta.db_table
+    issue_table = Issue._meta.db_table
+    postgres = connection.vendor == "postgresql"
+    lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
+    # On PostgreSQL `id = ANY(ARRAY(subquery))` runs the subquery once and then finds
+    # each row by its primary key; `id IN (subquery)` may be planned as a hash join
+    # over a sequential scan of the whole ledger.
+    match_ids, close = ("= ANY(ARRAY(", "))") if postgres else ("IN (", ")")
+    if expired:
+        rows = "status = %s AND lease_until < %s"
+        order = "lease_until"
+    else:
+        rows = "status = %s AND id > %s"
+        order = "id"
+    # PostgreSQL's SKIP LOCKED lets concurrent workers take disjoint rows; SQLite has
+    # one writer at a time (BEGIN IMMEDIATE), which makes the same statement safe there.
+    return f"""
+        UPDATE {table}
+        SET status = %s, lease_until = %s, attempts = attempts + 1, claim = %s,
+            updated_at = %s, maybe_duplicate = (maybe_duplicate OR status = %s)
+        WHERE id {match_ids}
+            SELECT id FROM {table}
+            WHERE issue_id = %s AND {rows}
+            ORDER BY {order}
+            LIMIT %s{lock}
+        {close}
+        AND EXISTS (SELECT 1 FROM {issue_table} WHERE id = %s AND status = %s)
+    """  # noqa: S608 (table names from the models, values as parameters)
+
+
+def _claim_rows(issue_id: int, size: int, claim: str, *, after: int = 0, expired: bool) -> int:
+    now = timezone.now()
+    lease = now + lease_period()
+    which: list[str | int | datetime] = [Row.SENDING, now] if expired else [Row.QUEUED, after]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            claim_sql(expired=expired),
+            [Row.SENDING, lease, claim, now, Row.SENDING,
+             issue_id, *which, size, issue_id, Status.SENDING],
+        )  # fmt: skip
+        return cursor.rowcount
 
 
 def _claim(issue_id: int, size: int) -> tuple[str, list[Recipient]]:
     claim = uuid.uuid4().hex
-    now = timezone.now()
-    table = Delivery._meta.db_table
-    issue_table = Issue._meta.db_table
-    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    # One statement claims the batch. PostgreSQL's SKIP LOCKED lets concurrent workers
-    # take disjoint rows; SQLite has one writer at a time (BEGIN IMMEDIATE), which
-    # makes the same statement safe there.
-    sql = f"""
-        UPDATE {table}
-        SET status = %s, lease_until = %s, attempts = attempts + 1, claim = %s,
-            updated_at = %s, maybe_duplicate = (maybe_duplicate OR status = %s)
-        WHERE id IN (
-            SELECT id FROM {table}
-            WHERE issue_id = %s
-              AND (status = %s OR (status = %s AND lease_until < %s))
-            ORDER BY id
-            LIMIT %s{lock}
-        )
-        AND EXISTS (SELECT 1 FROM {issue_table} WHERE id = %s AND status = %s)
-    """  # noqa: S608 (table names from the models, values as parameters)
-    lease = now + lease_period()
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [Row.SENDING, lease, claim, now, Row.SENDING,
-             issue_id, Row.QUEUED, Row.SENDING, now, size, issue_id, Status.SENDING],
-        )  # fmt: skip
-        if not cursor.rowcount:
-            return "", []
-    rows = Delivery.objects.filter(claim=claim).values_list(
+    after = _claimed_up_to.get(issue_id, 0)
+    claimed = _claim_rows(issue_id, size, claim, after=after, expired=False)
+    if not claimed and after:
+        # Rows behind the mark: released after an ESP outage, or queued again on resume.
+        claimed = _claim_rows(issue_id, size, claim, expired=False)
+    checked = _expired_checked.get(issue_id, 0.0)
+    if claimed < size and (not claimed or time.monotonic() - checked > EXPIRED_CHECK_SECONDS):
+        _expired_checked[issue_id] = time.monotonic()
+        claimed += _claim_rows(issue_id, size - claimed, claim, expired=True)
+    if not claimed:
+        _claimed_up_to.pop(issue_id, None)
+        return "", []
+    if time.monotonic() - _claim_noted.get(issue_id, -math.inf) > CLAIM_NOTE_SECONDS:
+        _claim_noted[issue_id] = time.monotonic()
+        Issue.objects.filter(pk=issue_id).update(last_claim_at=timezone.now())
+    rows = Delivery.objects.filter(claim=claim, status=Row.SENDING).values_list(
         "pk", "subscriber_id", "subscriber__email", "subscriber__first_name",
         "subscriber__secret", "subscriber__status",
     )  # fmt: skip
     recipients, gone = [], []
+    last = after
     for pk, subscriber_id, email, first_name, secret, status in rows:
+        last = max(last, pk)
         # Rule 2: an unsubscribe takes effect at once, even in the middle of a send.
         if status == Subscriber.Status.ACTIVE:
             recipients.append(Recipient(pk, subscriber_id, email, first_name, secret))
         else:
             gone.append(pk)
+    _claimed_up_to[issue_id] = last
     if gone:
-        Delivery.objects.filter(pk__in=gone, claim=claim).update(
+        Delivery.objects.filter(pk__in=gone, claim=claim, status=Row.SENDING).update(
             status=Row.SKIPPED, lease_until=None, error="no longer subscribed"
         )
     return claim, recipients
@@ -462,15 +532,20 @@ def pause_after_outage(*, issue_id: int, error: str) -> None:
 
 
 def finish_if_done(*, issue_id: int) -> bool:
-    """Mark a sending issue sent once no row is queued or being sent."""
-    unfinished = Delivery.objects.filter(
-        issue_id=OuterRef("pk"), status__in=[Row.QUEUED, Row.SENDING]
-    )
-    return bool(
+    """Mark a sending issue sent once no row is queued or being sent, and keep its
+    final counts (newsletter.progress)."""
+    # Two EXISTS, one per status, so each reads its own partial index.
+    queued = Delivery.objects.filter(issue_id=OuterRef("pk"), status=Row.QUEUED)
+    in_flight = Delivery.objects.filter(issue_id=OuterRef("pk"), status=Row.SENDING)
+    finished = bool(
         Issue.objects.filter(pk=issue_id, status=Status.SENDING, kind=Issue.Kind.ISSUE)
-        .exclude(Exists(unfinished))
+        .exclude(Exists(queued))
+        .exclude(Exists(in_flight))
         .update(status=Status.SENT, sent_at=timezone.now())
     )
+    if finished:
+        progress.record_final(issue_id=issue_id)
+    return finished
 
 
 def run_periodic() -> None:
@@ -484,23 +559,31 @@ def run_periodic() -> None:
             start_issue(issue_id=issue_id)
         except approval.ApprovalMissing as error:
             approval.hold_scheduled(issue_id=issue_id, error=error)
+    sending_issues = list(Issue.objects.filter(status=Status.SENDING).values_list("pk", flat=True))
+    # Each of these reads a partial index (rows in flight, rows queued), never the
+    # issue's sent rows, so the periodic task costs the same at any point of a send.
     expired = (
         Delivery.objects.filter(
-            status=Row.SENDING, lease_until__lt=now, issue__status=Status.SENDING
+            issue_id__in=sending_issues, status=Row.SENDING, lease_until__lt=now
         )
         .values("issue_id")
         .annotate(rows=Count("pk"))
     )
-    # Queued rows nobody has touched for a lease period: their task messages were lost
-    # (a broker restart, a worker killed before it acknowledged). Queue them again.
+    in_flight = Delivery.objects.filter(issue_id=OuterRef("pk"), status=Row.SENDING)
+    queued = Delivery.objects.filter(issue_id=OuterRef("pk"), status=Row.QUEUED)
+    # Queued rows, none in flight and no claim for a lease period: their task messages
+    # were lost (a broker restart, a worker killed before it acknowledged). Queue them
+    # again; a lane too many finds nothing to claim and ends.
+    quiet_since = now - lease_period()
     stalled = (
-        Issue.objects.filter(status=Status.SENDING)
-        .annotate(
-            last_activity=Max("deliveries__updated_at"),
-            waiting=Count("deliveries", filter=Q(deliveries__status=Row.QUEUED)),
+        Issue.objects.filter(pk__in=sending_issues)
+        .filter(
+            Q(last_claim_at__lt=quiet_since)
+            | Q(last_claim_at=None, send_started_at__lt=quiet_since)
         )
-        .filter(waiting__gt=0, last_activity__lt=now - lease_period())
-        .values_list("pk", "waiting")
+        .filter(Exists(queued))
+        .exclude(Exists(in_flight))
+        .values_list("pk", flat=True)
     )
     with transaction.atomic():
         for item in expired:
@@ -509,102 +592,11 @@ def run_periodic() -> None:
                 item["issue_id"], item["rows"],
             )  # fmt: skip
             _queue_lanes(item["issue_id"], item["rows"])
-        for issue_id, waiting in stalled:
-            logger.warning("Issue %s: %d queued rows had no worker; re-queueing", issue_id, waiting)
-            _queue_lanes(issue_id, waiting)
+        for issue_id in stalled:
+            logger.warning("Issue %s: queued rows had no worker; re-queueing", issue_id)
+            _queue_lanes(issue_id, settings.NEWSLETTER_LANES * batch_size())
     for issue_id in Issue.objects.filter(status=Status.SENDING).values_list("pk", flat=True):
         finish_if_done(issue_id=issue_id)
-
-
-# --- Progress ----------------------------------------------------------------------------
-
-
-# The window the send rate (and so the time-left estimate) is measured over: long enough
-# to smooth out batch-sized steps, short enough to follow a rate limit change or a pause.
-RATE_WINDOW_SECONDS = 60
-
-
-def estimate_seconds_left(*, remaining: int, rate: float) -> float | None:
-    """Seconds until `remaining` rows are done at `rate` rows per second: 0 when nothing
-    is left, None when nothing was sent recently (no rate to go by, e.g. paused)."""
-    if remaining <= 0:
-        return 0.0
-    if rate <= 0:
-        return None
-    return remaining / rate
-
-
-def time_left_text(seconds: float | None) -> str:
-    """The estimate in words, rounded as a person would say it (the progress page,
-    the start page)."""
-    if seconds is None:
-        return gettext("Time left: not known until sending resumes.")
-    if seconds < 60:
-        return gettext("Less than a minute left.")
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return ngettext("About %(n)d minute left.", "About %(n)d minutes left.", minutes) % {
-            "n": minutes
-        }
-    hours = round(seconds / 3600, 1)
-    return gettext("About %(n)s hours left.") % {"n": f"{hours:g}"}
-
-
-@dataclass(frozen=True)
-class Progress:
-    counts: dict[str, int]
-    total: int
-    rate: float  # recipients per second over the last RATE_WINDOW_SECONDS
-    maybe_duplicates: int
-
-    @property
-    def done(self) -> int:
-        return self.counts[Row.SENT] + self.counts[Row.FAILED] + self.counts[Row.SKIPPED]
-
-    @property
-    def remaining(self) -> int:
-        return self.counts[Row.QUEUED] + self.counts[Row.SENDING]
-
-    @property
-    def seconds_left(self) -> float | None:
-        """The time-left estimate every screen shows (the progress page, its JSON,
-        `send_issue --wait`): the rows still to go at the recent rate."""
-        return estimate_seconds_left(remaining=self.remaining, rate=self.rate)
-
-
-def recent_rate(issue: Issue, *, now: datetime | None = None) -> float:
-    """Rows sent per second over the last RATE_WINDOW_SECONDS. A send that started
-    inside the window is measured from its first row, so the estimate is right from
-    the first batch instead of starting too slow."""
-    now = now or timezone.now()
-    since = now - timedelta(seconds=RATE_WINDOW_SECONDS)
-    recent = Delivery.objects.filter(issue=issue, status=Row.SENT, sent_at__gte=since)
-    figures = recent.aggregate(sent=Count("pk"), first=Min("sent_at"))
-    if not figures["sent"]:
-        return 0.0
-    elapsed = (now - figures["first"]).total_seconds()
-    return figures["sent"] / max(elapsed, 1.0)
-
-
-def readers_with_delivery_status(
-    *, issue_id: int, status: str
-) -> "QuerySet[Subscriber, Subscriber]":
-    """The readers behind one of the progress figures: this issue's rows in `status`."""
-    return Subscriber.objects.filter(
-        pk__in=Delivery.objects.filter(issue_id=issue_id, status=status).values("subscriber_id")
-    )
-
-
-def issue_progress(issue: Issue) -> Progress:
-    rows = Delivery.objects.filter(issue=issue)
-    counts = dict.fromkeys(Row.values, 0)
-    counts.update(dict(rows.values_list("status").annotate(n=Count("pk")).order_by()))
-    return Progress(
-        counts=counts,
-        total=sum(counts.values()),
-        rate=recent_rate(issue),
-        maybe_duplicates=rows.filter(maybe_duplicate=True).count(),
-    )
 
 
 # --- A send rate shared by every worker --------------------------------------------------

@@ -19,12 +19,12 @@ from typing import Any
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason, tracking
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncMonth
 from django.dispatch import receiver
 from django.utils import timezone
 
-from newsletter import subscriptions
+from newsletter import progress, subscriptions
 from newsletter.models import ConsentEvent, Delivery, DeliveryEvent, Issue, ListSnapshot, Subscriber
 
 logger = logging.getLogger(__name__)
@@ -295,13 +295,12 @@ def shown_kinds() -> list[str]:
 def issue_outcome(issue: Issue) -> IssueOutcome:
     """Readers of this issue per kind of event (a reader whose message bounced twice
     counts once), and how many it was sent to."""
-    sent = Delivery.objects.filter(issue=issue, status=Delivery.Status.SENT).count()
-    rows = (
-        DeliveryEvent.objects.filter(delivery__issue=issue)
-        .values_list("kind")
-        .annotate(readers=Count("delivery", distinct=True))
-        .order_by()
-    )
+    # From the figures kept on the issue (newsletter.progress), not a count of its rows.
+    sent = progress.sent_count(issue)
+    if progress.is_retired(issue):
+        rows = issue.progress_counts.get(progress.OUTCOME, {}).items()
+    else:
+        rows = progress.outcome_counts(issue.pk).items()
     counts = dict.fromkeys(shown_kinds(), 0)
     counts.update({kind: readers for kind, readers in rows if kind in counts})
     return IssueOutcome(sent=sent, counts=counts)
@@ -408,9 +407,6 @@ def list_health(*, months: int = 12, issues: int = 12) -> ListHealth:
         Issue.objects.filter(status__in=[Issue.Status.SENT, Issue.Status.SENDING])
         .exclude(send_started_at=None)
         .order_by("-send_started_at")[:issues]
-        .annotate(
-            sent=Count("deliveries", filter=Q(deliveries__status=Delivery.Status.SENT)),
-        )
     )
     reported = (
         DeliveryEvent.objects.filter(
@@ -421,6 +417,10 @@ def list_health(*, months: int = 12, issues: int = 12) -> ListHealth:
         .order_by()
     )
     per_issue: dict[tuple[int, str], int] = {(i, k): n for i, k, n in reported}
+    for issue in latest:
+        if progress.is_retired(issue):
+            for kind, readers in issue.progress_counts.get(progress.OUTCOME, {}).items():
+                per_issue[(issue.pk, kind)] = readers
     return ListHealth(
         today=_status_counts(),
         snapshots=list(ListSnapshot.objects.order_by("-day")[:400])[::-1],
@@ -428,7 +428,7 @@ def list_health(*, months: int = 12, issues: int = 12) -> ListHealth:
         issues=[
             IssueRates(
                 issue=issue,
-                sent=issue.sent,
+                sent=progress.sent_count(issue),
                 bounced=per_issue.get((issue.pk, Kind.BOUNCED), 0),
                 complained=per_issue.get((issue.pk, Kind.COMPLAINED), 0),
             )

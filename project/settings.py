@@ -316,6 +316,11 @@ NEWSLETTER_SEND_CONCURRENCY = env_int("NEWSLETTER_SEND_CONCURRENCY", 8)
 NEWSLETTER_PER_MESSAGE = env_bool("NEWSLETTER_PER_MESSAGE")
 # ESP calls that fail for good before a send pauses itself.
 NEWSLETTER_MAX_ERRORS = env_int("NEWSLETTER_MAX_ERRORS", 5)
+# How old an issue's progress figures may be before the page counts the ledger again.
+NEWSLETTER_PROGRESS_SECONDS = env_int("NEWSLETTER_PROGRESS_SECONDS", 10)
+# Days after an issue was sent (or cancelled) that its Delivery rows are kept; then the
+# retention task removes them, keeping the issue's counts (0 keeps them for ever).
+NEWSLETTER_DELIVERY_DAYS = env_int("NEWSLETTER_DELIVERY_DAYS", 180)
 # Rule 9: nothing is sent without a clinical reviewer's approval. false is for a
 # one-person demo only.
 NEWSLETTER_REQUIRE_APPROVAL = env_bool("NEWSLETTER_REQUIRE_APPROVAL", True)

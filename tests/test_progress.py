@@ -1,147 +1,120 @@
-"""The progress page and its JSON: each figure once, a time-left estimate while sending,
-links to the readers behind each figure, and "Database unavailable, retrying" instead
-of an error when the database does not answer."""
+"""An issue's progress figures: counted from the ledger at most every few seconds, kept
+on the issue, and kept after its Delivery rows are removed by the retention policy."""
 
-import re
+from datetime import timedelta
 
 import pytest
-from django.db import OperationalError, connection
-from django.test import Client
+import time_machine
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from newsletter import privacy, progress, sending, tracking
 from newsletter.models import Delivery, DeliveryEvent, Issue
-from newsletter.sending import time_left_text
-from tests.factories import EducationPieceFactory, IssueFactory, SubscriberFactory, UserFactory
+from tests.factories import (
+    EducationPieceFactory,
+    IssueFactory,
+    SubscriberFactory,
+    UserFactory,
+    approve,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def issue(main_topic):
-    return IssueFactory(
-        status=Issue.Status.SENDING,
-        with_pieces=[EducationPieceFactory(title="Why", body="It can change a plan.")],
+    return approve(
+        IssueFactory(with_pieces=[EducationPieceFactory(title="A piece", body="Some text.")])
     )
 
 
 @pytest.fixture
-def rows(issue, main_topic):
-    readers = SubscriberFactory.create_batch(6, topics=[main_topic])
-    now = timezone.now()
-    statuses = ["sent", "sent", "sent", "queued", "queued", "failed"]
+def sent_issue(issue, main_topic, django_capture_on_commit_callbacks):
+    SubscriberFactory.create_batch(6, topics=[main_topic])
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.start_issue(issue_id=issue.pk)
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.SENT
+    return issue
+
+
+def ledger_counts(queries):
     return [
-        Delivery.objects.create(
-            issue=issue,
-            subscriber=reader,
-            status=status,
-            sent_at=now if status == "sent" else None,
-        )
-        for reader, status in zip(readers, statuses, strict=True)
+        q for q in queries if "COUNT(" in q["sql"].upper() and "newsletter_delivery" in q["sql"]
     ]
 
 
-@pytest.fixture
-def staff(client: Client) -> Client:
-    client.force_login(UserFactory.create(groups=["Publishers"]))
-    return client
+def test_progress_is_counted_at_most_every_few_seconds(issue, main_topic, settings):
+    settings.NEWSLETTER_BATCH_SIZE = 2
+    settings.NEWSLETTER_PROGRESS_SECONDS = 10
+    SubscriberFactory.create_batch(6, topics=[main_topic])
+    sending.start_issue(issue_id=issue.pk)
+    sending.send_batch(issue_id=issue.pk)
+    issue.refresh_from_db()
+    with CaptureQueriesContext(connection) as first:
+        assert sending.issue_progress(issue).counts["sent"] == 2
+    sending.send_batch(issue_id=issue.pk)
+    with CaptureQueriesContext(connection) as again:
+        assert sending.issue_progress(issue).counts["sent"] == 2  # as counted 0 s ago
+    assert ledger_counts(first.captured_queries)
+    assert not ledger_counts(again.captured_queries)
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=11)):
+        later = sending.issue_progress(issue)
+    assert later.counts["sent"] == 4
+    assert later.rate > 0
 
 
-def bounce(row: Delivery, n: int = 0) -> None:
+def test_an_ended_send_keeps_its_final_figures_without_counting_again(sent_issue):
+    assert sent_issue.progress_counts[progress.FINAL] is True
+    later = timezone.now() + timedelta(days=3)
+    with time_machine.travel(later), CaptureQueriesContext(connection) as queries:
+        figures = sending.issue_progress(sent_issue)
+    assert figures.counts["sent"] == 6
+    assert not ledger_counts(queries.captured_queries)
+
+
+def test_the_progress_json_gives_the_kept_figures(client, sent_issue):
+    client.force_login(UserFactory(is_superuser=True))
+    reply = client.get(reverse("admin:newsletter_issue_progress_json", args=[sent_issue.pk]))
+    assert reply.status_code == 200
+    body = reply.json()
+    assert (body["status"], body["counts"]["sent"], body["done"]) == ("sent", 6, 6)
+
+
+def test_old_issues_lose_their_rows_but_keep_their_counts_and_outcome(sent_issue, settings):
+    settings.NEWSLETTER_DELIVERY_DAYS = 30
+    row = Delivery.objects.filter(issue=sent_issue).first()
     DeliveryEvent.objects.create(
-        esp="mailgun", event_key=f"e{row.pk}-{n}", kind="bounced", esp_event_type="bounced",
+        esp="Mailgun", event_key="e1", kind="bounced", esp_event_type="bounced",
         delivery=row, subscriber=row.subscriber, occurred_at=timezone.now(),
     )  # fmt: skip
+    assert privacy.apply_retention().deliveries_removed == 0  # too recent
+
+    with time_machine.travel(timezone.now() + timedelta(days=31)):
+        result = privacy.apply_retention()
+    assert result.deliveries_removed == 6
+    assert not Delivery.objects.filter(issue=sent_issue).exists()
+    assert DeliveryEvent.objects.filter(event_key="e1", delivery=None).exists()
+    sent_issue.refresh_from_db()
+    assert sending.issue_progress(sent_issue).counts["sent"] == 6
+    outcome = tracking.issue_outcome(sent_issue)
+    assert (outcome.sent, outcome.counts["bounced"]) == (6, 1)
 
 
-def progress_url(issue: Issue) -> str:
-    return reverse("admin:newsletter_issue_progress", args=[issue.pk])
+def test_series_steps_keep_their_rows(sent_issue, settings):
+    settings.NEWSLETTER_DELIVERY_DAYS = 1
+    Issue.objects.filter(pk=sent_issue.pk).update(kind=Issue.Kind.SERIES_STEP)
+    with time_machine.travel(timezone.now() + timedelta(days=5)):
+        assert progress.retire_old_deliveries() == 0
+    assert Delivery.objects.filter(issue=sent_issue).count() == 6
 
 
-def json_url(issue: Issue) -> str:
-    return reverse("admin:newsletter_issue_progress_json", args=[issue.pk])
-
-
-def test_each_esp_outcome_appears_once(staff, issue, rows):
-    bounce(rows[0])
-    bounce(rows[0], 1)  # reported twice, one reader
-    html = staff.get(progress_url(issue)).content.decode()
-    for label in ["Delivered", "Bounced (hard)", "Bounced (soft)", "Complained"]:
-        assert html.count(f">{label}<") == 1, label
-    assert re.search(r"Bounced \(hard\)</th><td><a [^>]+>1</a>", html)
-
-
-def test_the_json_gives_the_figures_and_a_time_left_while_sending(staff, issue, rows):
-    figures = staff.get(json_url(issue)).json()
-    assert figures["live"] is True
-    assert figures["done"] == 4
-    assert figures["remaining"] == 2
-    assert figures["seconds_left"] > 0
-    assert figures["time_left"]
-    assert {row["key"]: row["readers"] for row in figures["deliveries"]}["queued"] == 2
-
-
-def test_a_finished_issue_shows_no_time_left(staff, issue, rows):
-    Issue.objects.filter(pk=issue.pk).update(status=Issue.Status.SENT)
-    figures = staff.get(json_url(issue)).json()
-    assert figures["seconds_left"] is None
-    assert figures["time_left"] == ""
-
-
-def test_each_figure_links_to_exactly_the_readers_behind_it(staff, issue, rows):
-    bounce(rows[1])
-    figures = staff.get(json_url(issue)).json()
-    queued_url = next(r["url"] for r in figures["deliveries"] if r["key"] == "queued")
-    bounced_url = next(r["url"] for r in figures["outcomes"] if r["key"] == "bounced")
-
-    queued = staff.get(queued_url)
-    bounced = staff.get(bounced_url)
-
-    assert queued.status_code == bounced.status_code == 200
-    assert set(queued.context["cl"].queryset) == {rows[3].subscriber, rows[4].subscriber}
-    assert list(bounced.context["cl"].queryset) == [rows[1].subscriber]
-
-
-def test_a_malformed_figure_filter_shows_the_whole_list(staff, rows):
-    page = staff.get(reverse("admin:newsletter_subscriber_changelist") + "?delivery=x:nope")
-    assert page.status_code == 200
-
-
-def test_the_page_polls_its_json_with_a_script_file_not_inline(staff, issue, rows):
-    html = staff.get(progress_url(issue)).content.decode()
-    assert 'src="/static/newsletter/progress.js"' in html
-    assert f'data-url="{json_url(issue)}"' in html
-    assert not re.search(r"<script>(?!</script>)", html)
-    assert 'http-equiv="refresh"' not in html
-
-
-def refuse_queries(execute, sql, params, many, context):
-    raise OperationalError("connection to server failed: Connection refused")
-
-
-def test_database_down_the_json_says_unavailable_retrying(staff, issue, rows):
-    with connection.execute_wrapper(refuse_queries):
-        response = staff.get(json_url(issue))
-    assert response.status_code == 503
-    assert response.json()["message"] == "Database unavailable, retrying"
-    assert response["Retry-After"]
-
-
-def test_database_down_the_page_says_unavailable_retrying(staff, issue, rows):
-    with connection.execute_wrapper(refuse_queries):
-        response = staff.get(progress_url(issue))
-    assert response.status_code == 503
-    assert "Database unavailable, retrying" in response.content.decode()
-
-
-@pytest.mark.parametrize(
-    ("seconds", "words"),
-    [
-        (None, "not known"),
-        (20, "Less than a minute"),
-        (60 * 5 + 10, "About 5 minutes"),
-        (3600 * 3, "About 3 hours"),
-    ],
-)
-def test_time_left_reads_as_a_person_would_say_it(seconds, words):
-    assert words in time_left_text(seconds)
+def test_the_retention_command_says_how_many_rows_it_removed(sent_issue, settings, capsys):
+    settings.NEWSLETTER_DELIVERY_DAYS = 0  # keep for ever
+    call_command("apply_retention")
+    assert "removed 0 Delivery rows" in capsys.readouterr().out
+    assert Delivery.objects.filter(issue=sent_issue).count() == 6

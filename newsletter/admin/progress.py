@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy
 
 from newsletter import sending, tracking
 from newsletter.models import Delivery, Issue
-from newsletter.sending import time_left_text
+from newsletter.progress import time_left_text
 
 UNAVAILABLE = gettext_lazy("Database unavailable, retrying")
 POLL_SECONDS = 2

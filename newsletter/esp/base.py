@@ -127,18 +127,26 @@ class EspAdapter:
         """An open connection to the ESP for this thread; hand it back with `release`."""
         from django.core.mail import get_connection
 
+        path = self.backend_path()
         if not self.reuse_connections:
-            backend = get_connection()
+            backend = get_connection(path)
             backend.open()
             return backend
         # Keyed by the settings it was made from (tests and benchmarks change them).
-        key = (settings.EMAIL_BACKEND, repr(sorted(getattr(settings, "ANYMAIL", {}).items())))
+        key = (
+            path or settings.EMAIL_BACKEND,
+            repr(sorted(getattr(settings, "ANYMAIL", {}).items())),
+        )
         kept: dict[tuple[str, str], BaseEmailBackend] = _kept.__dict__.setdefault("by_key", {})
         backend = kept.get(key)
         if backend is None:
-            backend = kept[key] = get_connection()
+            backend = kept[key] = get_connection(path)
             backend.open()
         return backend
+
+    def backend_path(self) -> str | None:
+        """The email backend this adapter sends through (None: settings.EMAIL_BACKEND)."""
+        return None
 
     def release(self, backend: BaseEmailBackend) -> None:
         if not self.reuse_connections:
