@@ -111,7 +111,7 @@ def recount(issue: Issue, *, final: bool = False) -> dict[str, int | float | boo
     elif started := Issue.objects.filter(pk=issue.pk).values_list("send_started_at", flat=True)[0]:
         # The first count of this send: the average since it started.
         rate = int(counts[Row.SENT]) / max((now - started).total_seconds(), 0.001)
-    counts[RATE] = round(rate, 1)
+    counts[RATE] = round(rate, 3)
     counts[FINAL] = final
     Issue.objects.filter(pk=issue.pk).update(progress_counts=counts, progress_counted_at=now)
     issue.progress_counts, issue.progress_counted_at = counts, now

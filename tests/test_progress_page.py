@@ -3,6 +3,7 @@ links to the readers behind each figure, and "Database unavailable, retrying" in
 of an error when the database does not answer."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.db import OperationalError, connection
@@ -21,6 +22,8 @@ pytestmark = pytest.mark.django_db
 def issue(main_topic):
     return IssueFactory(
         status=Issue.Status.SENDING,
+        # Started a minute ago, so the first count has a rate to estimate from.
+        send_started_at=timezone.now() - timedelta(minutes=1),
         with_pieces=[EducationPieceFactory(title="Why", body="It can change a plan.")],
     )
 

@@ -57,6 +57,8 @@ def progress_figures(issue: Issue) -> dict[str, object]:
         "status": issue.status,
         "status_label": str(issue.get_status_display()),
         "live": live,
+        "counts": progress.counts,
+        "counted_at": progress.counted_at.isoformat() if progress.counted_at else None,
         "total": progress.total,
         "done": progress.done,
         "remaining": progress.remaining,
