@@ -5,15 +5,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
-QUEUES ?= transactional,bulk
+# `make worker` alone starts one process per queue; QUEUES=... starts exactly one.
+QUEUES ?=
 CONCURRENCY ?= 2
+TRANSACTIONAL_CONCURRENCY ?= 2
+comma := ,
+NODE ?= $(firstword $(subst $(comma), ,$(QUEUES)))
 BIND ?= 0.0.0.0:8000
 WEB_WORKERS ?= 3
 
 # The embedded default runs with DEBUG on and no services; production sets DEBUG off.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: install catalogues messages browser-deps run migrate seed serve test deploy-check lint format worker beat bench bench-esps clean
+.PHONY: install catalogues messages browser-deps run migrate seed serve test deploy-check lint format worker beat bench bench-esps latency drill clean
 
 install: $(STAMP) catalogues
 
@@ -43,8 +47,15 @@ migrate: install
 seed: migrate
 	$(DEV_ENV) $(BIN)/python manage.py seed_demo
 
+# Tasks run inline here and there is no beat: a second process runs the welcome series
+# every SERIES_EVERY seconds, stopped with the server. NEWSLETTER_SERIES_DAY_SECONDS=60
+# makes a series day last a minute (README "Welcome series").
+SERIES_EVERY ?= 10
+
 run: seed
 	@echo "Advances: http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/, emails: var/outbox/)"
+	$(DEV_ENV) $(BIN)/python manage.py run_series --every $(SERIES_EVERY) & series=$$!; \
+	trap 'kill $$series 2>/dev/null' EXIT INT TERM; \
 	$(DEV_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The browser tests need Debian's Chromium: without it they are skipped, and fail under
@@ -82,10 +93,17 @@ serve: install
 	if [ -n "$$STATIC_ROOT" ]; then $(BIN)/python manage.py collectstatic --noinput; fi
 	$(BIN)/gunicorn project.wsgi --bind $(BIND) --workers $(WEB_WORKERS) --access-logfile -
 
-# Both queues by default; in production run one worker per queue, e.g.
-# `make worker QUEUES=bulk CONCURRENCY=4` (see docker-compose.yml).
+# `make worker`: two worker processes on this machine, one per queue (scripts/workers.sh,
+# both stopped together), so a confirmation never waits behind a bulk send.
+# `make worker QUEUES=bulk NODE=bulk2 CONCURRENCY=4`: exactly one process, node
+# NODE@<host>; each docker-compose worker service runs this, and so does each machine
+# added to a send (README "Workers: queues and machines").
 worker: install
-	$(DEV_ENV) $(BIN)/celery -A project worker --queues $(QUEUES) --concurrency $(CONCURRENCY) --loglevel INFO
+ifeq ($(strip $(QUEUES)),)
+	MAKE="$(MAKE)" TRANSACTIONAL_CONCURRENCY=$(TRANSACTIONAL_CONCURRENCY) BULK_CONCURRENCY=$(CONCURRENCY) exec bash scripts/workers.sh
+else
+	$(DEV_ENV) exec $(BIN)/celery -A project worker --queues $(QUEUES) --hostname $(NODE)@%h --concurrency $(CONCURRENCY) --loglevel INFO
+endif
 
 beat: install
 	mkdir -p var
@@ -102,3 +120,13 @@ bench-esps: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# Confirmation latency during a 100,000-reader send (PostgreSQL and Redis on 127.0.0.1):
+# writes its own section of benchmarks/RESULTS.md.
+latency: install
+	$(BIN)/python benchmarks/latency.py
+
+# The failover drill: three worker nodes over RabbitMQ, one SIGKILLed mid-send (PostgreSQL,
+# Redis and RabbitMQ on 127.0.0.1): writes its own section of benchmarks/RESULTS.md.
+drill: install
+	$(BIN)/python benchmarks/drill.py

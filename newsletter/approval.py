@@ -222,10 +222,18 @@ def awaiting_review() -> "QuerySet[Issue]":
     ).order_by("-updated_at")
 
 
-def diff_since_last_review(issue: Issue) -> list[str]:
-    """The text diff between what the last reviewer saw and the issue now (empty when
-    nobody reviewed it, or nothing changed)."""
-    last = issue.reviews.order_by("-created_at").first()
+def last_seen_review(issue: Issue, reviewer: User | None = None) -> IssueReview | None:
+    """What this reviewer last saw of the issue (their latest review), or failing that
+    the latest review by anyone."""
+    reviews = issue.reviews.order_by("-created_at", "-pk")
+    own = reviews.filter(reviewer_id=reviewer.pk).first() if reviewer and reviewer.pk else None
+    return own or reviews.first()
+
+
+def diff_since_last_review(issue: Issue, reviewer: User | None = None) -> list[str]:
+    """The text diff between what this reviewer last saw (see last_seen_review) and the
+    issue now (empty when nobody reviewed it, or nothing changed)."""
+    last = last_seen_review(issue, reviewer)
     if last is None:
         return []
     now = composing.render_issue(issue)

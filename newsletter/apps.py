@@ -15,4 +15,6 @@ class NewsletterConfig(AppConfig):
         from newsletter import checks, tracking  # noqa: F401  (signal receiver, checks)
 
         if settings.CELERY_TASK_ALWAYS_EAGER:
-            logger.info("No REDIS_URL: Celery tasks run inline in this process.")
+            logger.info(
+                "No broker (CELERY_BROKER_URL, REDIS_URL): tasks run inline in this process."
+            )

@@ -1,6 +1,6 @@
 """System checks (`manage.py check`, run on every start): settings that leave the
-list open to forged ESP events or forged client addresses, and embed origins that do not
-say what they seem to."""
+list open to forged ESP events or forged client addresses, embed origins that do not
+say what they seem to, and a send rate that workers would not share."""
 
 import ipaddress
 from typing import Any
@@ -103,4 +103,20 @@ def check_embed_origins(app_configs: Any, **kwargs: Any) -> list[Warning]:
         )
         for entry in settings.NEWSLETTER_EMBED_ORIGINS
         if (problem := embed.origin_problem(entry))
+    ]
+
+
+@register(deploy=False)
+def check_shared_send_rate(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """NEWSLETTER_MAX_RATE is shared by every worker through REDIS_URL; with workers on
+    another broker and no Redis, each worker process would hold it on its own."""
+    if settings.CELERY_TASK_ALWAYS_EAGER or not settings.NEWSLETTER_MAX_RATE or settings.REDIS_URL:
+        return []
+    return [
+        Warning(
+            "NEWSLETTER_MAX_RATE is set and tasks go to workers, but REDIS_URL is not set: each "
+            "worker process holds the rate on its own, so together they send faster.",
+            hint="Set REDIS_URL (the broker may stay CELERY_BROKER_URL).",
+            id="newsletter.W010",
+        )
     ]

@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import translation
+from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from newsletter import subscriptions
@@ -30,6 +31,20 @@ DEFAULT_SOURCE = "embed"
 SNIPPET_TEMPLATE = "newsletter/embed/snippet.html"
 # Shown by the script when Advances cannot be reached at all.
 OFFLINE_MESSAGE = _("We couldn't reach Advances just now. Please try again in a moment.")
+# The snippet's own words. A snippet that follows the page's language carries each in
+# every language (data-advances-<code> attributes), and the script shows the page's.
+SNIPPET_TEXTS = {
+    "title": _(
+        "Get Advances, the cancer center's free patient-education e-newsletter, in your inbox."
+    ),
+    "email": _("Email address"),
+    "first_name": _("First name (optional)"),
+    "topics": _("Topics"),
+    "honeypot": _("Leave this field empty"),
+    # The wording the consent log keeps; its translation is the catalogue's entry for it.
+    "consent": subscriptions.CONSENT_WORDING,
+    "button": _("Subscribe"),
+}
 
 
 class InvalidSource(ValueError):
@@ -180,10 +195,22 @@ def snippet(*, source: str, language: str = "", page: str = "") -> str:
     site = settings.SITE_URL.rstrip("/")
     topics = list(Topic.objects.order_by("position", "name"))
     offline = {}
-    for code, _name in settings.LANGUAGES:
+    in_every_language: dict[str, list[tuple[str, str]]] = {key: [] for key in SNIPPET_TEXTS}
+    for code in language_codes():
         with translation.override(code):
             offline[code] = str(OFFLINE_MESSAGE)
+            for key, text in SNIPPET_TEXTS.items():
+                in_every_language[key].append((code, str(text)))
     with translation.override(chosen):
+        texts = {key: str(text) for key, text in SNIPPET_TEXTS.items()}
+        # Fixed language: the words as they are. Following the page: each in every
+        # language too, for the script to pick from.
+        alternatives = {
+            key: ""
+            if language
+            else format_html_join("", ' data-advances-{}="{}"', in_every_language[key])
+            for key in SNIPPET_TEXTS
+        }
         return render_to_string(
             SNIPPET_TEMPLATE,
             {
@@ -195,7 +222,8 @@ def snippet(*, source: str, language: str = "", page: str = "") -> str:
                 "json_endpoint": site + reverse("newsletter:embed_subscribe_json"),
                 "script_url": site + static("newsletter/embed.js"),
                 "topics": topics,
-                "consent_wording": subscriptions.CONSENT_WORDING,
+                "texts": texts,
+                "alternatives": alternatives,
                 "offline_en": offline.get("en", ""),
                 "offline_es": offline.get("es", ""),
             },

@@ -402,12 +402,15 @@ def _ids_by_email(emails: list[str]) -> dict[str, int]:
 
 
 def _queue_confirmations(subscriber_ids: list[int]) -> None:
-    # The ordinary confirmation email, one task each, on the transactional queue; the
-    # task re-checks that the subscriber is still pending when it runs.
+    # The ordinary confirmation email, one task each; the task re-checks that the
+    # subscriber is still pending when it runs. On the bulk queue: thousands of them
+    # must not stand in front of the next reader who signs up on the site.
     from newsletter import tasks
 
     for subscriber_id in subscriber_ids:
-        tasks.send_subscriber_email.delay(subscriber_id, SubscriberEmail.CONFIRM.value)
+        tasks.send_subscriber_email.apply_async(
+            (subscriber_id, SubscriberEmail.CONFIRM.value), queue="bulk"
+        )
 
 
 # --- Export -----------------------------------------------------------------------------

@@ -11,9 +11,15 @@ is open during an ESP call.
 The one window for a duplicate: a worker that dies after the ESP accepted a call and
 before the rows were marked sent. Its rows are claimed again when the lease expires
 and flagged `maybe_duplicate`, so a batch path duplicates at most one call's
-recipients, and the per-message path at most one reader.
+recipients, and the per-message path at most one reader. Leases are short and kept
+alive while a batch is at the ESP, and an answer the ESP gave while the database was
+away is recorded when it is back (`newsletter.leases`).
+
+A lane hands its worker slot back after about a second (`LANE_SECONDS`) by queueing
+itself again, so whatever else that worker serves never waits behind a long send.
 """
 
+import contextlib
 import logging
 import math
 import threading
@@ -31,6 +37,13 @@ from django.utils import timezone, translation
 from newsletter import approval, composing, esp, subscriptions
 from newsletter.errors import NewsletterError
 from newsletter.esp import CallResult, Recipient
+from newsletter.leases import (
+    DATABASE_ERRORS,
+    LeaseKeeper,
+    forget_broken_connection,
+    lease_period,
+    through_outage,
+)
 from newsletter.models import Delivery, Issue, Subscriber
 
 logger = logging.getLogger(__name__)
@@ -46,6 +59,17 @@ class IssueStateError(NewsletterError):
 class RetryLater(NewsletterError):
     """The ESP could not take the batch now (network, 429, 5xx); the rows were released
     and the batch should be tried again after a backoff."""
+
+
+class DatabaseUnavailable(NewsletterError):
+    """The database did not answer (a restart, a failover); the lane should be tried
+    again shortly. Whatever the ESP had accepted was recorded or is still leased."""
+
+
+# How long one lane task sends before it queues itself again and hands its worker slot
+# back: long enough that queueing costs nothing next to the batches it sent, short
+# enough that a task queued behind it on the same worker waits about a second.
+LANE_SECONDS = 1.0
 
 
 # --- ESPs --------------------------------------------------------------------------------
@@ -114,7 +138,11 @@ def start_issue(*, issue_id: int) -> int:
         issue.rendered_html, issue.rendered_text = rendered.html, rendered.text
         issue.status = Status.SENDING
         issue.send_started_at = timezone.now()
-        issue.save(update_fields=["rendered_html", "rendered_text", "status", "send_started_at"])
+        issue.last_error = ""  # e.g. why it was held at its scheduled time (approval.py)
+        issue.save(
+            update_fields=["rendered_html", "rendered_text", "status", "send_started_at",
+                           "last_error"]
+        )  # fmt: skip
         queued = _snapshot_audience(issue)
         _queue_lanes(issue.pk, queued)
     logger.info("Issue %s: sending to %d readers", issue.pk, queued)
@@ -227,14 +255,15 @@ def cancel_issue(*, issue_id: int) -> bool:
 # --- One batch ---------------------------------------------------------------------------
 
 
-def send_batches(*, issue_id: int, seconds: float = 60) -> float | None:
+def send_batches(*, issue_id: int, seconds: float = LANE_SECONDS) -> float | None:
     """Send batch after batch of this issue for about `seconds`.
 
     Returns None when nothing is left to claim (or the issue stopped sending), else
     how many seconds from now the lane should carry on: 0 when it stopped for time, a
-    short pause when the ESP failed after this run had made progress (a new task then
-    starts its backoff afresh). Raises RetryLater when the ESP failed before any
-    progress, for the task's own backoff.
+    short pause when the ESP or the database failed after this run had made progress
+    (a new task then starts its backoff afresh). Raises RetryLater when the ESP failed
+    before any progress, DatabaseUnavailable when the database did, for the task's own
+    backoff.
     """
     deadline = time.monotonic() + seconds
     progressed = False
@@ -246,6 +275,12 @@ def send_batches(*, issue_id: int, seconds: float = 60) -> float | None:
             if not progressed:
                 raise
             return 1.0
+        except DATABASE_ERRORS as error:
+            forget_broken_connection()
+            logger.warning("Issue %s: database unavailable, lane retrying: %s", issue_id, error)
+            if not progressed:
+                raise DatabaseUnavailable(str(error)) from error
+            return 2.0
         progressed = True
     return 0.0
 
@@ -322,27 +357,42 @@ def _claim(issue_id: int, size: int) -> tuple[str, list[Recipient]]:
 
 def _dispatch(issue: Issue, claim: str, recipients: list[Recipient]) -> None:
     """Hand the batch to the ESP's adapter and record each call's result as it comes.
-    Whatever the adapter did not get to (a retry, a crash) goes back to the queue."""
+    Whatever the adapter did not get to (a retry, a crash) goes back to the queue.
+
+    The lease is kept alive while the batch is at the ESP. An answer that cannot be
+    recorded because the database is away is kept and recorded when it answers again,
+    for as long as the lease lasts."""
     adapter = esp.adapter()
     by_id = {r.delivery_id: r for r in recipients}
-    try:
-        # In the issue's language: each reader's salutation, their links to the pages in
-        # that language, and the Content-Language header.
-        with translation.override(issue.language):
-            adapter.prepare(issue)
-            for result in adapter.send(issue, recipients):
-                _record(issue.pk, claim, by_id, result)
-    finally:
-        _release(claim)
+    with LeaseKeeper(claim) as keeper:
+        try:
+            # In the issue's language: each reader's salutation, their links to the pages
+            # in that language, and the Content-Language header.
+            with translation.override(issue.language):
+                adapter.prepare(issue)
+                for result in adapter.send(issue, recipients):
+                    through_outage(
+                        partial(_record, issue.pk, claim, by_id, result),
+                        until=keeper.expires_at,
+                        what=f"recording claim {claim}",
+                    )
+        finally:
+            # If the database stays away, the rows come back when the lease ends.
+            with contextlib.suppress(*DATABASE_ERRORS):
+                through_outage(
+                    partial(_release, claim), until=keeper.expires_at, what=f"releasing {claim}"
+                )
 
 
 def _record(issue_id: int, claim: str, by_id: dict[int, Recipient], result: CallResult) -> None:
-    if result.sent:
-        _mark_sent(claim, result.sent, whole_batch=len(result.sent) == len(by_id))
-    for delivery_id in result.rejected:
-        _reject(claim, by_id[delivery_id], "rejected by the ESP")
-    if result.failed:
-        _record_call_failure(issue_id, claim, result.failed, result.error)
+    # All of one answer or none of it, so recording it again after an outage is exact.
+    with transaction.atomic():
+        if result.sent:
+            _mark_sent(claim, result.sent, whole_batch=len(result.sent) == len(by_id))
+        for delivery_id in result.rejected:
+            _reject(claim, by_id[delivery_id], "rejected by the ESP")
+        if result.failed:
+            _record_call_failure(issue_id, claim, result.failed, result.error)
     if result.retry is not None:
         raise RetryLater(str(result.retry)) from result.retry
 
@@ -463,10 +513,6 @@ def run_periodic() -> None:
             _queue_lanes(issue_id, waiting)
     for issue_id in Issue.objects.filter(status=Status.SENDING).values_list("pk", flat=True):
         finish_if_done(issue_id=issue_id)
-
-
-def lease_period() -> timedelta:
-    return timedelta(seconds=settings.NEWSLETTER_LEASE_SECONDS)
 
 
 # --- Progress ----------------------------------------------------------------------------

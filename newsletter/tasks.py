@@ -5,10 +5,14 @@ from collections.abc import Callable
 
 from celery import Task, shared_task
 
-from newsletter import emails, privacy, review_due, sending, series, tracking
+from newsletter import emails, leases, privacy, review_due, sending, series, tracking
 
 MAX_RETRIES = 8
 RETRY_CAP_SECONDS = 600
+# A database restart or failover: retry often (it is usually back within seconds) and
+# for about ten minutes; after that the periodic task re-queues what is left.
+DATABASE_RETRIES = 40
+DATABASE_RETRY_CAP_SECONDS = 15
 
 
 def backoff(retries: int) -> float:
@@ -18,13 +22,21 @@ def backoff(retries: int) -> float:
 
 def retrying(task: Task, action: Callable[[], object]) -> None:
     """Run the action; retry the task later only for what can succeed later (network
-    errors, 429, 5xx). Anything else fails now."""
+    errors, 429, 5xx, a database that went away). Anything else fails now."""
     try:
         action()
+    except leases.DATABASE_ERRORS as error:
+        raise database_retry(task, error) from error
     except Exception as error:
         if not emails.is_retryable(error):
             raise
         raise task.retry(exc=error, countdown=backoff(task.request.retries)) from error
+
+
+def database_retry(task: Task, error: Exception) -> Exception:
+    leases.forget_broken_connection()
+    countdown = min(DATABASE_RETRY_CAP_SECONDS, backoff(task.request.retries))
+    return task.retry(exc=error, countdown=countdown, max_retries=DATABASE_RETRIES)
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES)
@@ -47,6 +59,8 @@ def bulk_send(self: Task, issue_id: int) -> None:
     """One lane of an issue's send: batches until none is left (see sending.py)."""
     try:
         carry_on_in = sending.send_batches(issue_id=issue_id)
+    except sending.DatabaseUnavailable as error:
+        raise database_retry(self, error) from error
     except sending.RetryLater as error:
         if self.request.retries >= MAX_RETRIES:
             sending.pause_after_outage(issue_id=issue_id, error=str(error))

@@ -298,9 +298,11 @@ NEWSLETTER_RESEND_MINUTES = env_int("NEWSLETTER_RESEND_MINUTES", 10)
 # Sending (see README "Sending an issue"). 0 for the batch size means the ESP's own
 # per-call limit (Mailgun 1,000) or, for ESPs sent one message at a time, 100.
 NEWSLETTER_BATCH_SIZE = env_int("NEWSLETTER_BATCH_SIZE", 0)
-# How long a claimed batch belongs to its worker; after that the periodic task takes it
-# back. Longer than CELERY_TASK_TIME_LIMIT, so a live task never loses its claim.
-NEWSLETTER_LEASE_SECONDS = env_int("NEWSLETTER_LEASE_SECONDS", 600)
+# How long a claimed batch belongs to its worker without news from it. A live worker
+# renews the lease every third of it while the batch is at the ESP, so a slow ESP never
+# costs it its rows; a dead worker's rows go out again one lease (plus a beat) later.
+# A database outage shorter than this sends nobody a duplicate (newsletter/leases.py).
+NEWSLETTER_LEASE_SECONDS = env_int("NEWSLETTER_LEASE_SECONDS", 60)
 # How many workers may send one issue at once (each a "lane" taking batch after batch).
 NEWSLETTER_LANES = env_int("NEWSLETTER_LANES", 16)
 # Recipients per second across all workers (shared through Redis); 0 is unlimited.
@@ -352,10 +354,12 @@ NEWSLETTER_EXPORT_MINUTES = env_int("NEWSLETTER_EXPORT_MINUTES", 60)
 NEWSLETTER_SOFT_BOUNCE_LIMIT = env_int("NEWSLETTER_SOFT_BOUNCE_LIMIT", 3)
 NEWSLETTER_SOFT_BOUNCE_DAYS = env_int("NEWSLETTER_SOFT_BOUNCE_DAYS", 30)
 
-# --- Celery. With REDIS_URL, tasks go to workers over Redis; without it they run
-# inline in the web process, errors propagating, so the embedded default needs no broker.
-CELERY_BROKER_URL = REDIS_URL or "memory://"
-CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+# --- Celery. With a broker (CELERY_BROKER_URL, else REDIS_URL), tasks go to workers;
+# without one they run inline in the web process, errors propagating, so the embedded
+# default needs no broker. The broker may be RabbitMQ (amqp://...) or Redis; the Redis
+# of rate limits, the send rate and the cache is always REDIS_URL.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or REDIS_URL or "memory://"
+CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL == "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 # JSON only: a task message is data (ids), never code to unpickle.
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -374,7 +378,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_TIME_LIMIT = 300
 # Redis re-delivers an unacknowledged message after this long; it must exceed the
-# longest task, or a running task would be handed to a second worker.
+# longest task, or a running task would be handed to a second worker. (RabbitMQ gives a
+# dead worker's unacknowledged messages back as soon as its connection drops.) Rows of
+# a dead worker do not wait for this: their lease and the periodic task bring them back.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Every 15 s: take back claims of dead workers, start due scheduled issues, finish

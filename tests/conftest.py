@@ -1,3 +1,4 @@
+import contextlib
 import os
 import re
 import signal
@@ -210,3 +211,66 @@ def wait_until(condition: Callable[[], object], timeout: float = 60, interval: f
             return True
         time.sleep(interval)
     return bool(condition())
+
+
+# --- Workers started as operators start them: `make worker ...` ----------------------
+
+
+class MakeWorker:
+    """`make worker ARGS...` in its own process group: the very command line that the
+    README and docker-compose give operators (no args: one process per queue)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args = args
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, nodes: int = 1, timeout: float = 90) -> "MakeWorker":
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            ["make", "--no-print-directory", "worker", *self.args], cwd=BASE_DIR, env=self.env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_path.read_text(errors="replace")[offset:].count(" ready.") >= nodes:
+                return self
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"make worker {' '.join(self.args)} did not start:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL every process of it at once, as a machine that lost power."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # pool processes left behind
+        self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def worker_env(broker: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a worker (or command) process on the test database."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url_for_tests(),
+        "CELERY_BROKER_URL": broker,
+        "DATABASE_URL": database_url_of_test_database(),
+        "EMAIL_FILE_PATH": str(tmp_path / "outbox"),
+        "ESP": "",
+        **extra,
+    }

@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -74,6 +75,9 @@ class Accepted:
     text: str | None
     html: str | None
     tracking: dict[str, str] = field(default_factory=dict)
+    # When the call was answered (time.time(), this process's clock): a benchmark in
+    # another process on the same machine measures how long a message took to get here.
+    accepted_at: float = 0.0
 
 
 class _Template:
@@ -373,6 +377,9 @@ class FakeESP:
     def _record(self, entries: list[Accepted]) -> None:
         """Count a call answered with 200 and keep its recipients. (A Postmark batch
         whose every message was refused still counts: it was answered 200.)"""
+        now = time.time()
+        for entry in entries:
+            entry.accepted_at = now
         # One lock for the whole call keeps a call's recipients together in `accepted`.
         with self._lock:
             self.accepted_calls += 1
@@ -1229,6 +1236,12 @@ class FakeESP:
         if method == "GET" and path == "/_fake/accepted":
             with self._lock:
                 return _Reply(200, [asdict(entry) for entry in self.accepted])
+        if method == "GET" and path.startswith("/_fake/accepted/"):
+            # One address's messages, so a poller need not fetch a whole large send.
+            address = unquote(path.removeprefix("/_fake/accepted/")).lower()
+            with self._lock:
+                found = [asdict(e) for e in self.accepted if e.to.lower() == address]
+            return _Reply(200, found)
         if method == "POST" and path == "/_fake/reset":
             self.reset()
             return _Reply(200, {"ok": True})

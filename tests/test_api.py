@@ -40,6 +40,20 @@ def call(client: Client, method: str, path: str, secret: str, body=None, **extra
     )
 
 
+def assert_refused(response, caller: str) -> None:
+    """401 with a Bearer challenge for no key and a revoked one (RFC 6750), 403 naming
+    the missing scope for a read key."""
+    challenge = response.get("WWW-Authenticate", "")
+    assert challenge.startswith('Bearer realm="Advances API"'), challenge
+    if caller == "read":
+        assert response.status_code == 403
+        assert 'error="insufficient_scope"' in challenge
+    else:
+        assert response.status_code == 401
+        assert ('error="invalid_token"' in challenge) == (caller == "revoked")
+    assert response.json()["detail"]
+
+
 def snapshot() -> list:
     """Everything a write could change."""
     people = list(
@@ -101,8 +115,7 @@ def test_only_a_write_key_may_add_a_reader(client, keys, caller):
 
     response = call(client, "post", "/subscribers", keys[caller], {"email": "ann@example.com"})
 
-    assert response.status_code == (403 if caller == "read" else 401)
-    assert "detail" in response.json()
+    assert_refused(response, caller)
     assert snapshot() == before
     assert mail.outbox == []
 
@@ -133,7 +146,7 @@ def test_status_needs_a_live_key(client, keys, subscriber_factory, caller):
 
     response = call(client, "get", "/subscribers/status?email=ann@example.com", keys[caller])
 
-    assert response.status_code == 401
+    assert_refused(response, caller)
     assert "ann@example.com" not in response.content.decode()
 
 
@@ -182,7 +195,7 @@ def test_only_a_write_key_may_change_topics(client, keys, subscriber_factory, to
         {"email": "ann@example.com", "topics": [topic.slug]},
     )  # fmt: skip
 
-    assert response.status_code == (403 if caller == "read" else 401)
+    assert_refused(response, caller)
     assert snapshot() == before
 
 
@@ -235,7 +248,7 @@ def test_only_a_write_key_may_unsubscribe(client, keys, subscriber_factory, call
         client, "post", "/subscribers/unsubscribe", keys[caller], {"email": "ann@example.com"}
     )
 
-    assert response.status_code == (403 if caller == "read" else 401)
+    assert_refused(response, caller)
     assert snapshot() == before
 
 
@@ -251,7 +264,7 @@ def test_sent_issues_are_listed_for_live_keys_only(client, keys, caller):
     response = call(client, "get", "/issues", keys[caller])
 
     if caller in ("revoked", "none"):
-        assert response.status_code == 401
+        assert_refused(response, caller)
         return
     assert response.status_code == 200
     [issue] = response.json()
@@ -317,11 +330,35 @@ def test_keys_are_stored_hashed(keys):
 def test_each_key_has_its_own_rate_limit(client, keys, settings):
     settings.NEWSLETTER_API_RATE = "2/m"
 
-    answers = [call(client, "get", "/issues", keys["read"]).status_code for _ in range(3)]
+    answers = [call(client, "get", "/issues", keys["read"]) for _ in range(3)]
     other = call(client, "get", "/issues", keys["write"]).status_code
 
-    assert answers == [200, 200, 429]
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert 1 <= int(answers[-1]["Retry-After"]) <= 60
+    assert answers[-1].json()["detail"]
     assert other == 200
+
+
+def test_refused_writes_count_against_the_keys_rate_limit(client, keys, settings):
+    settings.NEWSLETTER_API_RATE = "2/m"
+    write = {"email": "ann@example.com"}
+
+    answers = [
+        call(client, "post", "/subscribers", keys["read"], write).status_code for _ in range(3)
+    ]
+
+    assert answers == [403, 403, 429]
+
+
+def test_a_key_over_its_limit_changes_nothing(client, keys, settings):
+    settings.NEWSLETTER_API_RATE = "1/m"
+    call(client, "get", "/issues", keys["write"])
+
+    response = call(client, "post", "/subscribers", keys["write"], {"email": "ann@example.com"})
+
+    assert response.status_code == 429
+    assert not Subscriber.objects.exists()
+    assert mail.outbox == []
 
 
 # --- Admin and schema -----------------------------------------------------------------

@@ -249,3 +249,61 @@ def test_the_queue_shows_what_changed_since_a_voided_approval(client, issue, rev
     client.force_login(reviewer)
     page = client.get(reverse("admin:newsletter_issueforreview_change", args=[issue.pk]))
     assert "+A brand new sentence for readers." in page.content.decode()
+
+
+def test_the_publisher_sees_why_a_scheduled_issue_was_not_sent(client, issue, reviewer):
+    approve_as(reviewer, issue)
+    sending.schedule_issue(issue_id=issue.pk, when=timezone.now() - timedelta(seconds=1))
+    issue.refresh_from_db()
+    issue.intro = "Edited after scheduling."
+    issue.save()
+    sending.run_periodic()
+
+    client.force_login(UserFactory(groups=["Publishers"]))
+    for url in (
+        reverse("admin:newsletter_issue_change", args=[issue.pk]),
+        reverse("admin:newsletter_issue_send", args=[issue.pk]),
+    ):
+        page = client.get(url).content.decode()
+        assert "Not sent at its scheduled time" in page, url
+        assert "voided by an edit" in page, url
+        assert "rita" in page, url  # who can approve it
+
+
+def test_sending_after_a_hold_clears_the_reason(
+    issue, reviewer, django_capture_on_commit_callbacks
+):
+    approve_as(reviewer, issue)
+    sending.schedule_issue(issue_id=issue.pk, when=timezone.now() - timedelta(seconds=1))
+    issue.refresh_from_db()
+    issue.subject = "Edited"
+    issue.save()
+    sending.run_periodic()
+    approve_as(reviewer, Issue.objects.get(pk=issue.pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.start_issue(issue_id=issue.pk)
+    assert Issue.objects.get(pk=issue.pk).last_error == ""
+
+
+def test_each_reviewer_sees_what_changed_since_they_last_saw_it(client, issue, reviewer):
+    other = UserFactory(groups=[approval.REVIEWERS_GROUP], username="omar")
+    approve_as(reviewer, issue)
+    issue.intro = "First change."
+    issue.save()
+    approval.review_issue(
+        issue_id=issue.pk, reviewer=other, decision=approval.Decision.CHANGES_REQUESTED,
+        comment="Shorter, please.",
+    )  # fmt: skip
+    issue.intro = "Second change."
+    issue.save()
+    url = reverse("admin:newsletter_issueforreview_change", args=[issue.pk])
+
+    client.force_login(reviewer)  # last saw the approved version, before both changes
+    mine = client.get(url).content.decode()
+    client.force_login(other)  # last saw the first change
+    theirs = client.get(url).content.decode()
+
+    assert "+Second change." in mine
+    assert "-Welcome to this issue." in mine
+    assert "-First change." in theirs
+    assert "-Welcome to this issue." not in theirs

@@ -231,7 +231,9 @@ def test_a_spanish_page_gets_its_answer_in_spanish_and_the_reader_spanish_email(
     page = open_page()
     page.goto(host_site.page_url)
 
-    fill_and_submit(page, "ana@example.com")
+    form = signup_form(page)
+    form.locator("input[type=email]").fill("ana@example.com")
+    form.locator("[type=submit]").click()
 
     with translation.override("es"):
         expected = gettext(
@@ -246,6 +248,25 @@ def test_a_spanish_page_gets_its_answer_in_spanish_and_the_reader_spanish_email(
     assert len(messages_in(outbox)) == 1
 
 
+def test_code_that_follows_the_page_shows_its_words_in_the_pages_language(
+    advances, host_site, open_page
+):
+    code = embed.snippet(source=SOURCE)
+    with translation.override("es"):
+        email_label = gettext("Email address")
+    # Whatever the catalogue holds today, the script must show the page's language's
+    # words: give the button a Spanish word of the test's own to prove it.
+    code = code.replace('data-advances-es="Subscribe"', 'data-advances-es="Suscribirme"')
+    host_site.publish(code, lang="es")
+    page = open_page()
+    page.goto(host_site.page_url)
+
+    form = signup_form(page)
+    expect(form.locator("[type=submit]")).to_have_text("Suscribirme")
+    expect(form.locator("label[for$=-email]")).to_have_text(email_label)
+    assert not (violations := axe_violations(page)), describe(violations)
+
+
 def test_a_snippet_made_in_spanish_answers_in_spanish_whatever_the_page_says(
     advances, host_site, open_page
 ):
@@ -254,6 +275,9 @@ def test_a_snippet_made_in_spanish_answers_in_spanish_whatever_the_page_says(
     page.goto(host_site.page_url)
 
     form = signup_form(page)
+    with translation.override("es"):
+        button = gettext("Subscribe")
+    expect(form.locator("[type=submit]")).to_have_text(button)  # the script changes nothing
     form.locator("input[type=email]").fill("ana@example.com")
     form.locator("[type=submit]").click()
 

@@ -293,3 +293,39 @@ def test_the_series_page_shows_per_step_waiting_sent_skipped_failed(
     )
     assert rows["Day two"].waiting == 3
     assert "Steps and readers" in page.content.decode()
+
+
+def test_the_author_of_a_step_sees_the_reviewers_comments_on_the_series_page(
+    client, welcome, editor, reviewer
+):
+    step = welcome.steps.get(subject="Day two")
+    step.message = "Edited."
+    series.save_step(step=step, editor=editor)
+    approval.review_issue(
+        issue_id=step.issue_id, reviewer=reviewer,
+        decision=approval.Decision.CHANGES_REQUESTED, comment="Add the phone number.",
+    )  # fmt: skip
+    client.force_login(editor)
+    page = client.get(reverse("admin:newsletter_welcomeseries_change", args=[welcome.pk]))
+    text = page.content.decode()
+    assert "Add the phone number." in text
+    assert "voided by an edit" in text
+
+
+def test_approving_a_step_in_the_review_queue_opens_it_at_once(
+    client, main_topic, editor, reviewer
+):
+    made = series.create_series(series=WelcomeSeries(name="W", topic=main_topic))
+    step = series.save_step(
+        step=SeriesStep(series=made, delay_days=0, subject="Hello", message="Hi."), editor=editor
+    )
+    assert Issue.objects.get(pk=step.issue_id).status == Issue.Status.DRAFT
+    client.force_login(reviewer)
+    url = reverse("admin:newsletter_issueforreview_change", args=[step.issue_id])
+    assert "Hello" in client.get(url).content.decode()
+    client.post(
+        url, {"decision": "approved", "comment": "", "seen": approval.fingerprint(step.issue)}
+    )
+    issue = Issue.objects.get(pk=step.issue_id)
+    assert issue.status == Issue.Status.SENDING
+    assert issue.last_error == ""

@@ -18,7 +18,9 @@ def settings_in(env: dict[str, str], *names: str) -> subprocess.CompletedProcess
         f"print(json.dumps({{n: getattr(settings, n) for n in {list(names)!r}}}, default=str))"
     )
     clean = {
-        k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "ESP", "REDIS_URL"}
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "DEBUG", "ESP", "REDIS_URL", "CELERY_BROKER_URL"}
     }
     return subprocess.run(
         [sys.executable, "-c", code],
@@ -78,6 +80,36 @@ def test_esp_selects_anymail_backend_and_its_settings_from_the_environment():
     assert values["ANYMAIL"]["SEND_DEFAULTS"] == {"track_opens": False, "track_clicks": False}
     assert values["CELERY_TASK_ALWAYS_EAGER"] is False
     assert values["CELERY_BROKER_URL"] == "redis://127.0.0.1:6379/5"
+
+
+def test_the_broker_may_be_rabbitmq_while_redis_keeps_the_send_rate_and_limits():
+    result = settings_in(
+        {
+            "SECRET_KEY": "x" * 50,
+            "REDIS_URL": "redis://127.0.0.1:6379/5",
+            "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/advances",
+        },
+        "CELERY_BROKER_URL",
+        "CELERY_TASK_ALWAYS_EAGER",
+        "REDIS_URL",
+        "CACHES",
+    )
+    values = json.loads(result.stdout)
+    assert values["CELERY_BROKER_URL"] == "amqp://guest:guest@127.0.0.1:5672/advances"
+    assert values["CELERY_TASK_ALWAYS_EAGER"] is False
+    assert values["REDIS_URL"] == "redis://127.0.0.1:6379/5"
+    assert values["CACHES"]["default"]["LOCATION"] == "redis://127.0.0.1:6379/5"
+
+
+def test_a_send_rate_without_redis_for_workers_is_warned_about(settings):
+    from newsletter.checks import check_shared_send_rate
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.NEWSLETTER_MAX_RATE = 500
+    settings.REDIS_URL = ""
+    assert [w.id for w in check_shared_send_rate(None)] == ["newsletter.W010"]
+    settings.REDIS_URL = "redis://127.0.0.1:6379/5"
+    assert check_shared_send_rate(None) == []
 
 
 def test_celery_routes_issue_dispatch_to_bulk_and_the_rest_to_transactional():

@@ -2,6 +2,7 @@
 never edited. Thin over newsletter.api_keys."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
@@ -58,6 +59,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
                     "title": f"API key “{api_key.name}” created",
                     "api_key": api_key,
                     "secret": secret,
+                    "site_url": settings.SITE_URL.rstrip("/"),
                 }
                 response = TemplateResponse(
                     request, "admin/newsletter/apikey/created.html", context

@@ -19,7 +19,7 @@ from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from newsletter import approval, composing
+from newsletter import approval, composing, series
 from newsletter.errors import NewsletterError
 from newsletter.models import Issue, IssueForReview, IssueReview
 
@@ -110,6 +110,9 @@ class ReviewQueueAdmin(admin.ModelAdmin):
                 except NewsletterError as error:
                     messages.error(request, str(error))
                     return redirect(request.path)
+                if issue.kind == Issue.Kind.SERIES_STEP:
+                    # Open (or keep holding) the step now rather than at the next run.
+                    series.open_step(step_id=issue.series_step.pk)
                 messages.success(request, _("Your review is recorded."))
                 return redirect(reverse("admin:newsletter_issueforreview_changelist"))
         rendered = composing.render_issue(issue)
@@ -133,7 +136,8 @@ class ReviewQueueAdmin(admin.ModelAdmin):
             "approval_state": state,
             "approval_explanation": state.explanation(),
             "can_approve": approval.can_approve(issue, request.user),
-            "diff": approval.diff_since_last_review(issue),
+            "diff": approval.diff_since_last_review(issue, request.user),
+            "last_seen": approval.last_seen_review(issue, request.user),
             "review_form": form,
             "issue_history": approval.history(issue),
         }

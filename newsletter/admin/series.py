@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -55,7 +56,19 @@ class SeriesStepInline(admin.StackedInline):
     def approval(self, step: SeriesStep) -> str:
         if not step.pk:
             return _("A clinical reviewer approves the step from the Review queue once saved.")
-        return approval.approval_state(step.issue).explanation()
+        explanation = approval.approval_state(step.issue).explanation()
+        # The author reads the reviewers' comments here, as on an issue's page.
+        comments = [
+            _("%(decision)s by %(name)s on %(when)s: %(comment)s")
+            % {
+                "decision": review.get_decision_display(),
+                "name": approval.reviewer_name(review),
+                "when": f"{timezone.localtime(review.created_at):%Y-%m-%d %H:%M}",
+                "comment": review.comment,
+            }
+            for review in step.issue.reviews.exclude(comment="").select_related("reviewer")
+        ]
+        return " — ".join([explanation, *comments])
 
 
 @admin.register(WelcomeSeries)

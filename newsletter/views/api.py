@@ -5,15 +5,17 @@ answers; every change goes through `subscriptions` and lands in the subscriber's
 consent log with the key's name. Each system has its own key (newsletter.api_keys),
 sent as `Authorization: Bearer <key>`:
 
-- no key, an unknown or a revoked key: 401, nothing changed;
+- no key, an unknown or a revoked key: 401 with a `WWW-Authenticate: Bearer` challenge,
+  nothing changed;
 - a read key: look up a reader's status by address (what a read key is for: the key
   holder is a trusted system of the center, and it learns the status, topics and
   language, nothing more), list sent issues; on a write, 403, nothing changed;
 - a write key: also add readers (always pending, always double opt-in), change their
   topics, unsubscribe them.
 
-Every key has its own rate limit (NEWSLETTER_API_RATE). Bad JSON, unknown fields and
-invalid values get 400 with the errors per field, never a 500. The schema
+Every key has its own rate limit (NEWSLETTER_API_RATE): over it, 429 with Retry-After.
+Bad JSON, unknown fields and invalid values get 400 with the errors per field, never a
+500. The schema
 (/api/v1/openapi.json) and its browsable docs (/api/v1/docs) are for staff signed in
 to the admin.
 """
@@ -26,9 +28,9 @@ from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django_ratelimit.core import is_ratelimited
+from django_ratelimit.core import get_usage
 from ninja import Field, NinjaAPI, Query, Schema, Status
-from ninja.errors import HttpError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import ConfigDict
 
@@ -39,25 +41,48 @@ from newsletter.views.clients import client_ip
 
 # --- Authentication and authorisation ------------------------------------------------
 
+# RFC 6750: every 401 names the scheme the caller must use; its `error` says why a key
+# that was sent is not accepted.
+CHALLENGE = 'Bearer realm="Advances API"'
+
+
+class KeyNotAccepted(Exception):
+    """401: the key sent is unknown or revoked (no key at all: ninja's
+    AuthenticationError)."""
+
+
+class KeyMayOnlyRead(Exception):
+    """403: a read key on a write."""
+
+
+class TooManyRequests(Exception):
+    """429: this key is over NEWSLETTER_API_RATE; it may retry in `retry_after` s."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = max(1, retry_after)
+        super().__init__(retry_after)
+
 
 class ReadKey(HttpBearer):
     """Any live key (read or write), within its rate limit."""
 
     openapi_description = "A key made in the admin (API keys), as `Authorization: Bearer <key>`."
 
-    def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
+    def authenticate(self, request: HttpRequest, token: str) -> ApiKey:
         api_key = api_keys.authenticate(secret=token)
         if api_key is None:
-            return None
-        self.authorise(api_key)
-        if is_ratelimited(
+            raise KeyNotAccepted
+        # Every request a key makes counts, refused writes too.
+        usage = get_usage(
             request,
             group="newsletter.api",
             key=lambda group, request: str(api_key.pk),
             rate=settings.NEWSLETTER_API_RATE,
             increment=True,
-        ):
-            raise HttpError(429, "Too many requests for this key: slow down and retry later.")
+        )
+        if usage is not None and usage["should_limit"]:
+            raise TooManyRequests(retry_after=int(usage["time_left"]))
+        self.authorise(api_key)
         return api_key
 
     def authorise(self, api_key: ApiKey) -> None:
@@ -69,7 +94,7 @@ class WriteKey(ReadKey):
 
     def authorise(self, api_key: ApiKey) -> None:
         if not api_keys.may_write(api_key):
-            raise HttpError(403, "This key may only read: this needs a key with the write scope.")
+            raise KeyMayOnlyRead
 
 
 api = NinjaAPI(
@@ -114,6 +139,53 @@ def _field_name(location: list[Any]) -> str:
     elif parts and parts[0] in ("query", "path"):
         parts = parts[1:]
     return ".".join(parts) or "__all__"
+
+
+def _problem(request: HttpRequest, status: int, detail: str, **headers: str) -> HttpResponse:
+    response = api.create_response(request, {"detail": detail}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+@api.exception_handler(AuthenticationError)
+def no_key(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return _problem(
+        request,
+        401,
+        "This needs an API key, sent as `Authorization: Bearer <key>`.",
+        WWW_Authenticate=CHALLENGE,
+    )
+
+
+@api.exception_handler(KeyNotAccepted)
+def key_not_accepted(request: HttpRequest, exc: KeyNotAccepted) -> HttpResponse:
+    return _problem(
+        request,
+        401,
+        "This API key is unknown or has been revoked.",
+        WWW_Authenticate=f'{CHALLENGE}, error="invalid_token"',
+    )
+
+
+@api.exception_handler(KeyMayOnlyRead)
+def key_may_only_read(request: HttpRequest, exc: KeyMayOnlyRead) -> HttpResponse:
+    return _problem(
+        request,
+        403,
+        "This key may only read: this needs a key with the write scope.",
+        WWW_Authenticate=f'{CHALLENGE}, error="insufficient_scope", scope="write"',
+    )
+
+
+@api.exception_handler(TooManyRequests)
+def too_many_requests(request: HttpRequest, exc: TooManyRequests) -> HttpResponse:
+    return _problem(
+        request,
+        429,
+        f"Too many requests for this key: retry in {exc.retry_after} s.",
+        Retry_After=str(exc.retry_after),
+    )
 
 
 @api.exception_handler(ValidationError)

@@ -20,7 +20,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        every = options["every"]
+        try:
+            self.run(options["every"])
+        except KeyboardInterrupt:  # Ctrl-C on `make run`: stop quietly
+            return
+
+    def run(self, every: float) -> None:
         while True:
             report = series.run_series()
             if report.enrolled or report.stopped or report.queued or not every:

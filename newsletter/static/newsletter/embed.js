@@ -37,6 +37,14 @@
     if (form.elements.language) {
       form.elements.language.value = language;
     }
+    if (!form.hasAttribute("data-language")) {  // the code follows the page's language
+      Array.prototype.forEach.call(
+        form.querySelectorAll("[data-advances-" + language + "]"),
+        function (element) {
+          element.textContent = element.getAttribute("data-advances-" + language);
+        }
+      );
+    }
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       setState(form, "sending");

@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("newsletter", "0015_api_keys"),
+        ("newsletter", "0016_languages_and_translations"),
     ]
 
     operations = [
