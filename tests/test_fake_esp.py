@@ -401,6 +401,7 @@ def test_duplicates_are_kept_and_reset_clears_everything(fake_esp):
         "accepted": 2,
         "unique_recipients": 1,
         "duplicates": 1,
+        "template_calls": 0,
     }
     fake_esp.fail_next(5, "500")
     fake_esp.set_fault_rate(1.0, ["429"])
@@ -440,6 +441,7 @@ def test_control_api(fake_esp):
         "accepted": 1,
         "unique_recipients": 1,
         "duplicates": 0,
+        "template_calls": 0,
     }
     assert control(fake_esp.url, "/_fake/recipients") == ["ann@example.com"]
 
