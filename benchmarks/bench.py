@@ -21,7 +21,6 @@ import datetime as dt
 import itertools
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -32,6 +31,8 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+
+from harness import machine  # one description of the machine for every benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / ".work"
@@ -594,22 +595,6 @@ def baseline(subscribers: int) -> dict | None:
     outcome = {"scenario": "django-newsletter", **json.loads(line)}
     print(json.dumps(outcome), flush=True)
     return outcome
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = ""
-    with contextlib.suppress(OSError):
-        found = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
-        if found:
-            memory = f", {int(found.group(1)) / 1024 / 1024:.0f} GiB"
-    python = platform.python_version()
-    return f"{os.cpu_count()} cores ({cpu}){memory}, {platform.platform()}, Python {python}"
 
 
 # --- RESULTS.md ----------------------------------------------------------------------------

@@ -225,7 +225,8 @@ def machine() -> str:
         found = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
         if found:
             memory = f", {int(found.group(1)) / 1024 / 1024:.0f} GiB"
-    return f"{os.cpu_count()} cores ({cpu}){memory}, Python {platform.python_version()}"
+    python = platform.python_version()
+    return f"{os.cpu_count()} cores ({cpu}){memory}, {platform.platform()}, Python {python}"
 
 
 def stamp() -> str:
