@@ -12,6 +12,7 @@ Django is set up.
 """
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,11 @@ def compile_catalogues(locale_dir: Path = LOCALE_DIR, *, force: bool = False) ->
         catalogue = polib.pofile(str(po_path))
         for entry in catalogue.fuzzy_entries():
             catalogue.remove(entry)
-        catalogue.save_as_mofile(str(mo_path))
+        # Written beside it and moved into place, so a process reading it (a test run
+        # started at the same time) never sees half a file.
+        partial = mo_path.with_suffix(f".mo.{os.getpid()}")
+        catalogue.save_as_mofile(str(partial))
+        os.replace(partial, mo_path)
         written.append(mo_path)
     return written
 

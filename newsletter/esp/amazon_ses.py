@@ -35,7 +35,13 @@ class AmazonSesAdapter(StoredTemplateAdapter):
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "NotFoundException":
                     raise
-                client.create_email_template(TemplateName=name, TemplateContent=content)
+                try:
+                    client.create_email_template(TemplateName=name, TemplateContent=content)
+                except ClientError as error:
+                    # Another worker process created it between our update and create.
+                    if error.response.get("Error", {}).get("Code") != "AlreadyExistsException":
+                        raise
+                    client.update_email_template(TemplateName=name, TemplateContent=content)
         except (BotoCoreError, ClientError) as error:
             raise AnymailAPIError(
                 f"Amazon SES: storing the issue's template failed: {error}",

@@ -34,7 +34,11 @@ class PostmarkAdapter(StoredTemplateAdapter):
             raise _api_error(response, "updating the issue's template")
         content.update(Alias=name, TemplateType="Standard")
         response = self._call(backend, "POST", "templates", content)
-        if response.status_code != 200:
+        if response.status_code == 200:
+            return
+        # Another worker process may have created it between our update and create.
+        del content["Alias"], content["TemplateType"]
+        if self._call(backend, "PUT", f"templates/{name}", content).status_code != 200:
             raise _api_error(response, "creating the issue's template")
 
     def _call(self, backend: Any, method: str, path: str, content: dict[str, str]) -> Any:
